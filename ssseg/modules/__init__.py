@@ -1,0 +1,1 @@
+from .models import BuildSegmentor, BuildBackbone, BuildPositionEncoding, BuildTransformer, BuildHead
