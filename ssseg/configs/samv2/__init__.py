@@ -1,0 +1,1 @@
+"""SAMV2 configs: one file per published checkpoint, each exposing ``SEGMENTOR_CFG``."""
