@@ -5,7 +5,7 @@ SEGMENTOR_CFG = dict(
     ckptpath='https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_large.pt',
     image_encoder=dict(
         trunk=dict(embed_dim=144, num_heads=2, stages=[2, 6, 36, 4], global_att_blocks=[23, 33, 43],
-                window_pos_embed_bkg_spatial_size=[14, 14], window_spec=[8, 4, 16, 8]),
+                window_pos_embed_bkg_spatial_size=[7, 7], window_spec=[8, 4, 16, 8]),
         neck=dict(backbone_channel_list=[1152, 576, 288, 144]),
     ),
 )

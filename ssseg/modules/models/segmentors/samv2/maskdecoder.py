@@ -1,0 +1,181 @@
+"""SAM 2 mask decoder: output tokens attend to the image through a two-way transformer, then each
+mask token drives a hypernetwork whose weights dot the upscaled image features into mask logits.
+
+Output token order: [object-score token (if ``pred_obj_scores``), IoU token, mask token 0 (single
+mask), mask tokens 1..M (multimask)], followed by the prompt tokens. Names match Meta's checkpoints.
+"""
+import torch
+import torch.nn as nn
+
+from ...bricks import HEADS, MLP, LayerNorm2d, BuildActivation, BuildTransformer
+
+
+def _positiveint(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+@HEADS.register_module()
+class MaskDecoder(nn.Module):
+    """Predict masks, their IoU scores, output tokens and an object score from image + prompt embeddings.
+
+    ``transformer_dim`` C (divisible by 8); ``transformer``: cfg of a two-way transformer mapping
+    (image (B, C, h, w), pe (B, C, h, w), tokens (B, N, C)) -> (tokens (B, N, C), image (B, hw, C)).
+    Masks come out at 4x the embedding resolution, as logits.
+    """
+
+    def __init__(self, transformer_dim, transformer, num_multimask_outputs=3, activation='gelu', iou_head_depth=3,
+                 iou_head_hidden_dim=256, use_high_res_features=False, iou_prediction_use_sigmoid=False,
+                 dynamic_multimask_via_stability=False, dynamic_multimask_stability_delta=0.05,
+                 dynamic_multimask_stability_thresh=0.98, pred_obj_scores=False, pred_obj_scores_mlp=False,
+                 use_multimask_token_for_obj_ptr=False):
+        super().__init__()
+        if not _positiveint(transformer_dim) or transformer_dim % 8 != 0:
+            raise ValueError(f'transformer_dim must be a positive multiple of 8, got {transformer_dim!r}')
+        if not _positiveint(num_multimask_outputs):
+            raise ValueError(f'num_multimask_outputs must be a positive int, got {num_multimask_outputs!r}')
+        if not _positiveint(iou_head_depth):
+            raise ValueError(f'iou_head_depth must be a positive int, got {iou_head_depth!r}')
+        self.transformer_dim = transformer_dim
+        self.transformer = BuildTransformer(transformer)
+        self.num_multimask_outputs = num_multimask_outputs
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.iou_token = nn.Embedding(1, transformer_dim)
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
+        self.pred_obj_scores = pred_obj_scores
+        if pred_obj_scores:
+            self.obj_score_token = nn.Embedding(1, transformer_dim)
+        self.use_multimask_token_for_obj_ptr = use_multimask_token_for_obj_ptr
+        # two stride-2 transposed convs: embedding grid -> 4x grid, C -> C / 8 channels
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(transformer_dim // 4),
+            BuildActivation(activation),
+            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+            BuildActivation(activation),
+        )
+        self.use_high_res_features = use_high_res_features
+        if use_high_res_features:
+            # projections of the stride-4 / stride-8 backbone maps; callers apply them once per image
+            self.conv_s0 = nn.Conv2d(transformer_dim, transformer_dim // 8, kernel_size=1, stride=1)
+            self.conv_s1 = nn.Conv2d(transformer_dim, transformer_dim // 4, kernel_size=1, stride=1)
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth,
+                                       sigmoid_output=iou_prediction_use_sigmoid)
+        if pred_obj_scores:
+            self.pred_obj_score_head = (MLP(transformer_dim, transformer_dim, 1, 3) if pred_obj_scores_mlp
+                                        else nn.Linear(transformer_dim, 1))
+        self.dynamic_multimask_via_stability = dynamic_multimask_via_stability
+        self.dynamic_multimask_stability_delta = dynamic_multimask_stability_delta
+        self.dynamic_multimask_stability_thresh = dynamic_multimask_stability_thresh
+
+    def forward(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
+                multimask_output, repeat_image, high_res_features=None):
+        """Decode masks for B prompts.
+
+        ``image_embeddings`` (B, C, h, w), or (1, C, h, w) with ``repeat_image`` to share one image among
+        the B prompts; ``image_pe`` (1, C, h, w); ``sparse_prompt_embeddings`` (B, N, C);
+        ``dense_prompt_embeddings`` (B, C, h, w); ``high_res_features`` (needed iff built with them):
+        [(B or 1, C/8, 4h, 4w), (B or 1, C/4, 2h, 2w)], already projected by ``conv_s0`` / ``conv_s1``.
+        Returns ``(masks (B, M, 4h, 4w) logits, iou_pred (B, M), sam_tokens_out (B, M', C),
+        object_score_logits (B, 1))``: M = num_multimask_outputs with ``multimask_output``, else 1; M' = M
+        when ``multimask_output`` and ``use_multimask_token_for_obj_ptr``, else 1 (the single-mask token).
+        """
+        masks, iou_pred, mask_tokens_out, object_score_logits = self._predictmasks(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, repeat_image,
+            high_res_features,
+        )
+        if multimask_output:
+            masks, iou_pred = masks[:, 1:], iou_pred[:, 1:]
+        elif self.dynamic_multimask_via_stability and not self.training:
+            masks, iou_pred = self._dynamicmultimask(masks, iou_pred)
+        else:
+            masks, iou_pred = masks[:, 0:1], iou_pred[:, 0:1]
+        # the object pointer is trained on the single-mask token unless told to use the multimask ones
+        if multimask_output and self.use_multimask_token_for_obj_ptr:
+            sam_tokens_out = mask_tokens_out[:, 1:]
+        else:
+            sam_tokens_out = mask_tokens_out[:, 0:1]
+        return masks, iou_pred, sam_tokens_out, object_score_logits
+
+    def _predictmasks(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
+                      repeat_image, high_res_features):
+        """All mask tokens: -> (masks (B, 1+M, 4h, 4w), iou_pred (B, 1+M), mask_tokens_out (B, 1+M, C),
+        object_score_logits (B, 1))."""
+        if image_pe.dim() != 4 or image_pe.shape[0] != 1:
+            raise ValueError(f'image_pe must be (1, C, h, w) as from getdensepe(), got {tuple(image_pe.shape)}')
+        if self.use_high_res_features and (high_res_features is None or len(high_res_features) != 2):
+            raise ValueError('high_res_features must be a list of two maps [(B, C/8, 4h, 4w), (B, C/4, 2h, 2w)] '
+                             'for a decoder built with use_high_res_features=True')
+        num_prompts = sparse_prompt_embeddings.shape[0]
+        weights = [self.iou_token.weight, self.mask_tokens.weight]
+        if self.pred_obj_scores:
+            weights.insert(0, self.obj_score_token.weight)
+        offset = 1 if self.pred_obj_scores else 0  # index of the IoU token
+        output_tokens = torch.cat(weights, dim=0).unsqueeze(0).expand(num_prompts, -1, -1)
+        tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
+        if repeat_image:
+            # one image serves every prompt; a single embedding broadcasts in the sum below, no copy needed
+            src = image_embeddings
+            if image_embeddings.shape[0] != 1:
+                src = torch.repeat_interleave(image_embeddings, num_prompts, dim=0)
+        elif image_embeddings.shape[0] != num_prompts:
+            raise ValueError(f'image_embeddings batch {image_embeddings.shape[0]} must equal the number of prompts '
+                             f'{num_prompts} (or use repeat_image=True with one image)')
+        else:
+            src = image_embeddings
+        src = src + dense_prompt_embeddings
+        pos_src = image_pe.expand(num_prompts, -1, -1, -1)
+        batch, channels, height, width = src.shape
+        hs, src = self.transformer(src, pos_src, tokens)
+        iou_token_out = hs[:, offset]
+        mask_tokens_out = hs[:, offset + 1:offset + 1 + self.num_mask_tokens]
+        src = src.transpose(1, 2).reshape(batch, channels, height, width)
+        upscaled = self._upscale(src, high_res_features)
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, idx]) for idx, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+        )
+        batch, channels, height, width = upscaled.shape
+        # each mask is a dot product of its hypernetwork vector with the upscaled features at every pixel
+        masks = (hyper_in @ upscaled.view(batch, channels, height * width)).view(batch, -1, height, width)
+        iou_pred = self.iou_prediction_head(iou_token_out)
+        if self.pred_obj_scores:
+            object_score_logits = self.pred_obj_score_head(hs[:, 0])
+        else:
+            # without an object head the object is taken as present: sigmoid(10) ~ 1
+            object_score_logits = iou_pred.new_full((iou_pred.shape[0], 1), 10.0)
+        return masks, iou_pred, mask_tokens_out, object_score_logits
+
+    def _upscale(self, src, high_res_features):
+        """(B, C, h, w) -> (B, C/8, 4h, 4w), adding the projected high-res maps before each norm/activation."""
+        if not self.use_high_res_features:
+            return self.output_upscaling(src)
+        deconv1, norm1, act1, deconv2, act2 = self.output_upscaling
+        feat_s0, feat_s1 = high_res_features
+        upscaled = act1(norm1(deconv1(src) + feat_s1))
+        return act2(deconv2(upscaled) + feat_s0)
+
+    def _stabilityscores(self, mask_logits):
+        """IoU between the masks thresholded at +delta and -delta: (B, 1, H, W) -> (B, 1); 1 if both empty."""
+        mask_logits = mask_logits.flatten(-2)
+        delta = self.dynamic_multimask_stability_delta
+        area_inter = torch.sum(mask_logits > delta, dim=-1).float()
+        area_union = torch.sum(mask_logits > -delta, dim=-1).float()
+        return torch.where(area_union > 0, area_inter / area_union, 1.0)
+
+    def _dynamicmultimask(self, all_mask_logits, all_iou_scores):
+        """Keep the single-mask output where it is stable, else fall back to the best-IoU multimask output.
+
+        all_mask_logits (B, 1+M, H, W), all_iou_scores (B, 1+M) -> (B, 1, H, W), (B, 1).
+        """
+        multimask_logits, multimask_ious = all_mask_logits[:, 1:], all_iou_scores[:, 1:]
+        best = torch.argmax(multimask_ious, dim=-1)
+        rows = torch.arange(multimask_ious.shape[0], device=all_iou_scores.device)
+        best_logits = multimask_logits[rows, best].unsqueeze(1)
+        best_ious = multimask_ious[rows, best].unsqueeze(1)
+        single_logits, single_ious = all_mask_logits[:, 0:1], all_iou_scores[:, 0:1]
+        is_stable = self._stabilityscores(single_logits) >= self.dynamic_multimask_stability_thresh
+        mask_logits = torch.where(is_stable[..., None, None], single_logits, best_logits)
+        iou_scores = torch.where(is_stable, single_ious, best_ious)
+        return mask_logits, iou_scores

@@ -1,0 +1,61 @@
+"""The one way every SAMV2 predictor picks, builds and loads its model (``use_default_*`` or ``samv2_cfg``)."""
+import copy
+
+import torch
+
+from ..builder import BuildSegmentor
+from ....utils.configs import loadsegmentorcfg
+
+# constructor flag -> shipped config (each names Meta's checkpoint URL)
+DEFAULT_MODELS = {
+    'use_default_samv2_t': 'samv2_hiera_tiny', 'use_default_samv2_s': 'samv2_hiera_small',
+    'use_default_samv2_bplus': 'samv2_hiera_baseplus', 'use_default_samv2_l': 'samv2_hiera_large',
+    'use_default_samv21_t': 'samv21_hiera_tiny', 'use_default_samv21_s': 'samv21_hiera_small',
+    'use_default_samv21_bplus': 'samv21_hiera_baseplus', 'use_default_samv21_l': 'samv21_hiera_large',
+}
+
+
+def defaultdevice(device=None):
+    """``device`` as a torch.device; None means cuda when available, else cpu."""
+    if device is None:
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f'device must be like "cpu", "cuda" or "cuda:0", got {device!r}') from err
+
+
+def choosesegmentorcfg(samv2_cfg=None, **flags):
+    """Return a copy of the chosen model's config; exactly one of ``samv2_cfg`` and the flags must be given."""
+    unknown = sorted(set(flags) - set(DEFAULT_MODELS))
+    if unknown:
+        raise TypeError(f'unknown model choice arguments {unknown}; known: {sorted(DEFAULT_MODELS)} or samv2_cfg')
+    chosen = [name for name, on in flags.items() if on]
+    if samv2_cfg is not None:
+        chosen.append('samv2_cfg')
+    if len(chosen) != 1:
+        raise ValueError('choose exactly one model: samv2_cfg=<config dict> or one of '
+                         f'{", ".join(f"{k}=True" for k in DEFAULT_MODELS)}; got '
+                         f'{", ".join(chosen) if chosen else "none"}')
+    if samv2_cfg is None:
+        return loadsegmentorcfg(DEFAULT_MODELS[chosen[0]])
+    if not isinstance(samv2_cfg, dict):
+        raise TypeError(f'samv2_cfg must be a config dict (SEGMENTOR_CFG of a config file), got {type(samv2_cfg).__name__}')
+    return copy.deepcopy(samv2_cfg)
+
+
+def buildsamv2(cfg, device=None, load_ckpt_strict=True, apply_postprocessing=True):
+    """Build SAMV2 from ``cfg``, load ``cfg['ckptpath']`` (if set) and return it in eval mode on ``device``.
+
+    ``apply_postprocessing`` falls back to multimask output when a single mask is unstable
+    (stability delta 0.05, threshold 0.98), as Meta's builder does.
+    """
+    cfg = copy.deepcopy(cfg)
+    if apply_postprocessing:
+        cfg['mask_decoder'] = {**cfg.get('mask_decoder', {}), 'dynamic_multimask_via_stability': True,
+                               'dynamic_multimask_stability_delta': 0.05, 'dynamic_multimask_stability_thresh': 0.98}
+    if not cfg.get('ckptpath'):
+        raise ValueError('samv2_cfg["ckptpath"] must name the checkpoint (a URL or a local path): a predictor '
+                         'never runs with random weights')
+    model = BuildSegmentor(cfg).loadckpt(strict=load_ckpt_strict)
+    return model.to(defaultdevice(device)).eval()

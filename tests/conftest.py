@@ -1,0 +1,33 @@
+import os
+
+import pytest
+
+from oraclecheckpoints import CHECKPOINT_NAMES, writecheckpoint
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: large models or long runs (select with -m slow)')
+
+
+@pytest.fixture(scope='session')
+def checkpointdir(tmp_path_factory):
+    """A torch.hub-style cache folder shared by the session: <dir>/hub/checkpoints/<Meta's file name>."""
+    return tmp_path_factory.mktemp('torchhome')
+
+
+@pytest.fixture(scope='session')
+def makeckpt(checkpointdir):
+    """makeckpt(name) -> path of a random-weight checkpoint in Meta's format for config ``name`` (cached)."""
+    def make(name):
+        path = os.path.join(checkpointdir, 'hub', 'checkpoints', CHECKPOINT_NAMES[name])
+        if not os.path.isfile(path):
+            writecheckpoint(name, path, seed=sorted(CHECKPOINT_NAMES).index(name))
+        return path
+    return make
+
+
+@pytest.fixture
+def torchhome(checkpointdir, monkeypatch):
+    """Point torch.hub at the session's checkpoint cache (what a user's offline cache looks like)."""
+    monkeypatch.setenv('TORCH_HOME', str(checkpointdir))
+    return checkpointdir
