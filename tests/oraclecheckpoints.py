@@ -22,7 +22,7 @@ CHECKPOINT_NAMES = {
     'samv21_hiera_tiny': 'sam2.1_hiera_tiny.pt', 'samv21_hiera_small': 'sam2.1_hiera_small.pt',
     'samv21_hiera_baseplus': 'sam2.1_hiera_base_plus.pt', 'samv21_hiera_large': 'sam2.1_hiera_large.pt',
 }
-HYPERNETWORK_GAIN = 12.0
+HYPERNETWORK_GAIN = 40.0
 
 
 def buildoraclemodel(name, ckptpath=None, **kwargs):
