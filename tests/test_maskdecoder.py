@@ -6,6 +6,7 @@ import torch
 from ssseg.modules.models.bricks import BuildHead
 from ssseg.modules.models.segmentors.samv2.maskdecoder import MaskDecoder
 from ssseg.modules.models.segmentors.samv2 import transformer as _registers_twowaytransformer  # noqa: F401
+from parityhelpers import assertclose as _assertclose, perturbed
 
 DIM, SIZE, PROMPTS, TOKENS = 256, 16, 3, 4
 TRANSFORMER = dict(depth=2, embedding_dim=DIM, num_heads=8, mlp_dim=2048)
@@ -18,22 +19,6 @@ VARIANTS = {
     # linear object head, high-res maps, single-mask token for the object pointer
     'linear_obj': dict(use_high_res_features=True, pred_obj_scores=True),
 }
-
-
-def _perturbed(module, seed):
-    """Add seeded noise to every float tensor of the state dict so no parameter keeps its init value."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for tensor in module.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.add_(0.05 * torch.randn(tensor.shape, generator=gen))
-    return module.eval()
-
-
-def _assertclose(ours, theirs):
-    assert ours.shape == theirs.shape
-    tol = 1e-4 * max(1.0, theirs.abs().max().item())
-    assert (ours - theirs).abs().max().item() <= tol
 
 
 def _kwargs(variant, dynamic):
@@ -61,7 +46,7 @@ def _inputs(repeat_image, high_res, seed=3):
 def _meta(variant, dynamic, transformer_cls):
     from sam2.modeling.sam.mask_decoder import MaskDecoder as MetaMaskDecoder
     torch.manual_seed(0)
-    meta = _perturbed(MetaMaskDecoder(transformer=transformer_cls(**TRANSFORMER), **_kwargs(variant, dynamic)), 1)
+    meta = perturbed(MetaMaskDecoder(transformer=transformer_cls(**TRANSFORMER), **_kwargs(variant, dynamic)), 1)
     # give the mask logits a trained model's magnitude (|logit| ~ 10) so stability scores are realistic
     with torch.no_grad():
         masks = meta.predict_masks(**{k: v for k, v in _inputs(False, meta.use_high_res_features).items()})[0]

@@ -7,6 +7,7 @@ from ssseg.modules.models.segmentors.samv2.memoryattention import (
     MemoryAttention, MemoryAttentionLayer, RoPEAttention, applyaxialrope, axialropetables,
 )
 from ssseg.modules.models.segmentors.samv2.transformer import Attention
+from parityhelpers import assertclose as _assertclose, perturbed
 
 ROPE = dict(type='RoPEAttention', rope_theta=10000.0, feat_sizes=[64, 64], embedding_dim=256, num_heads=1, downsample_rate=1, dropout=0.1)
 LAYER = dict(
@@ -27,26 +28,10 @@ def _metamemoryattention():
     return MetaMA(d_model=256, pos_enc_at_input=True, layer=layer, num_layers=4)
 
 
-def _perturbed(module, seed):
-    """Add seeded noise to every float tensor of the state dict so no parameter keeps its init value."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for tensor in module.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.add_(0.05 * torch.randn(tensor.shape, generator=gen))
-    return module.eval()
-
-
-def _assertclose(ours, theirs):
-    assert ours.shape == theirs.shape
-    tol = 1e-4 * max(1.0, theirs.abs().max().item())
-    assert (ours - theirs).abs().max().item() <= tol
-
-
 @pytest.fixture(scope='module')
 def models():
     torch.manual_seed(0)
-    meta = _perturbed(_metamemoryattention(), seed=1)
+    meta = perturbed(_metamemoryattention(), seed=1)
     ours = BuildTransformer(CFG).eval()
     ours.load_state_dict(meta.state_dict(), strict=True)
     return meta, ours
@@ -111,7 +96,7 @@ def test_apply_rope_matches_meta_with_repeat():
 def test_ropeattention_matches_meta(num_q_side, excluded):
     from sam2.modeling.sam.transformer import RoPEAttention as MetaRoPE
     kwargs = dict(embedding_dim=32, num_heads=2, rope_k_repeat=True, feat_sizes=(4, 4), kv_in_dim=16)
-    meta = _perturbed(MetaRoPE(**kwargs), seed=3)
+    meta = perturbed(MetaRoPE(**kwargs), seed=3)
     ours = RoPEAttention(**kwargs).eval()
     ours.load_state_dict(meta.state_dict(), strict=True)
     num_q = num_q_side * num_q_side

@@ -5,6 +5,11 @@ import torch
 from ssseg.modules.models.bricks import BuildHead
 from ssseg.modules.models.segmentors.samv2 import positionencoding as _registers_positionencodings  # noqa: F401
 from ssseg.modules.models.segmentors.samv2.memoryencoder import CXBlock, Fuser, MaskDownSampler, MemoryEncoder
+from parityhelpers import assertclose as _assertclose, perturbed
+
+
+def _perturbed(module, seed):
+    return perturbed(module, seed, scale=0.1)
 
 # SAM 2 / 2.1 tiny memory encoder
 DOWNSAMPLER = dict(type='MaskDownSampler', kernel_size=3, stride=2, padding=1)
@@ -14,22 +19,6 @@ CFG = dict(
     fuser=dict(type='Fuser', layer=CXBLOCK, num_layers=2),
     position_encoding=dict(type='PositionEmbeddingSine', num_pos_feats=64),
 )
-
-
-def _perturbed(module, seed):
-    """Add seeded noise to every float tensor of the state dict so no parameter keeps its init value."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for tensor in module.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.add_(0.1 * torch.randn(tensor.shape, generator=gen))
-    return module.eval()
-
-
-def _assertclose(ours, theirs):
-    assert ours.shape == theirs.shape
-    tol = 1e-4 * max(1.0, theirs.abs().max().item())
-    assert (ours - theirs).abs().max().item() <= tol
 
 
 def _loaded(meta, ours):

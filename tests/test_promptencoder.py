@@ -4,26 +4,13 @@ import torch
 
 from ssseg.modules.models.bricks import BuildHead
 from ssseg.modules.models.segmentors.samv2.promptencoder import PromptEncoder
-
-CFG = dict(embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024), mask_in_chans=16)
+from parityhelpers import assertclose as _assertclose, perturbed
 
 
 def _perturbed(module, seed):
-    """Add seeded noise to every float tensor of the state dict so no parameter keeps its init value."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for tensor in module.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.add_(0.1 * torch.randn(tensor.shape, generator=gen))
-    return module.eval()
+    return perturbed(module, seed, scale=0.1)
 
-
-def _assertclose(ours, theirs):
-    assert ours.shape == theirs.shape
-    if theirs.numel() == 0:
-        return
-    tol = 1e-4 * max(1.0, theirs.abs().max().item())
-    assert (ours - theirs).abs().max().item() <= tol
+CFG = dict(embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024), mask_in_chans=16)
 
 
 @pytest.fixture(scope='module')

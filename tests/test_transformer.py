@@ -4,31 +4,16 @@ import torch
 
 from ssseg.modules.models.bricks import BuildTransformer
 from ssseg.modules.models.segmentors.samv2.transformer import Attention, TwoWayTransformer
+from parityhelpers import assertclose as _assertclose, perturbed
 
 CFG = dict(depth=2, embedding_dim=256, num_heads=8, mlp_dim=2048, attention_downsample_rate=2)
-
-
-def _perturbed(module, seed):
-    """Add seeded noise to every float tensor of the state dict so no parameter keeps its init value."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for tensor in module.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.add_(0.05 * torch.randn(tensor.shape, generator=gen))
-    return module.eval()
-
-
-def _assertclose(ours, theirs):
-    assert ours.shape == theirs.shape
-    tol = 1e-4 * max(1.0, theirs.abs().max().item())
-    assert (ours - theirs).abs().max().item() <= tol
 
 
 @pytest.mark.parametrize('batch, size, tokens', [(2, 16, 5), (1, 64, 7)])
 def test_twowaytransformer_matches_meta(batch, size, tokens):
     from sam2.modeling.sam.transformer import TwoWayTransformer as MetaTwoWayTransformer
     torch.manual_seed(0)
-    meta = _perturbed(MetaTwoWayTransformer(**CFG), seed=1)
+    meta = perturbed(MetaTwoWayTransformer(**CFG), seed=1)
     ours = BuildTransformer(dict(type='TwoWayTransformer', **CFG)).eval()
     ours.load_state_dict(meta.state_dict(), strict=True)
     image = torch.randn(batch, 256, size, size)
@@ -45,7 +30,7 @@ def test_twowaytransformer_matches_meta(batch, size, tokens):
 @pytest.mark.parametrize('kv_in_dim', [None, 64])
 def test_attention_matches_meta(kv_in_dim):
     from sam2.modeling.sam.transformer import Attention as MetaAttention
-    meta = _perturbed(MetaAttention(128, 4, downsample_rate=2, kv_in_dim=kv_in_dim), seed=2)
+    meta = perturbed(MetaAttention(128, 4, downsample_rate=2, kv_in_dim=kv_in_dim), seed=2)
     ours = Attention(128, 4, downsample_rate=2, kv_in_dim=kv_in_dim).eval()
     ours.load_state_dict(meta.state_dict(), strict=True)
     assert ours.k_proj.weight.shape == (64, kv_in_dim or 128)

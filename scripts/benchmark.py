@@ -1,0 +1,133 @@
+"""Speed of ssseg's SAMV2 side by side with Meta's sam2 package, on one checkpoint and image, in one run.
+
+Prints, for each measurement, the median time of ours and of the official package and their ratio
+(ours / official; below 1 is faster), and checks that both gave the same outputs.
+
+    python scripts/benchmark.py --cfg samv21_hiera_tiny --image ../shared/data/images/truck.jpg
+
+Without ``--ckpt`` a random-weight checkpoint in Meta's format is written by Meta's own package
+(timings do not depend on the weights' values). Needs ``sam2==1.1.0`` (see README).
+"""
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'tests'))  # random-weight checkpoints written by the oracle
+
+
+def parseargs():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--cfg', default='samv21_hiera_tiny', help='config name, e.g. samv21_hiera_tiny')
+    parser.add_argument('--ckpt', default=None, help="checkpoint in Meta's format (default: random weights)")
+    parser.add_argument('--image', default=os.path.join(ROOT, '..', 'shared', 'data', 'images', 'truck.jpg'),
+                        help='RGB image (default: the docs truck image; a synthetic 1800x1200 image if absent)')
+    parser.add_argument('--repeats', type=int, default=7, help='timed runs of setimage (predict runs 4x as many)')
+    parser.add_argument('--threads', type=int, default=None, help='torch threads (default: torch default)')
+    parser.add_argument('--markdown', action='store_true', help='print the table as markdown')
+    return parser.parse_args()
+
+
+def loadimage(path):
+    if os.path.isfile(path):
+        import cv2
+        return cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB), os.path.basename(path)
+    from testimages import syntheticimage
+    return syntheticimage(1200, 1800), 'synthetic 1800x1200'
+
+
+def timeboth(ours, theirs, repeats):
+    """Median seconds of ``repeats`` calls of each function, alternating them so drifts in machine load hit
+    both alike, after one warm-up call each; returns (ours median, theirs median, ours result, theirs result)."""
+    results = [ours(), theirs()]
+    times = ([], [])
+    for _ in range(repeats):
+        for i, fn in enumerate((ours, theirs)):
+            start = time.perf_counter()
+            results[i] = fn()
+            times[i].append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1]), results[0], results[1]
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists('/proc/cpuinfo'):
+        for line in open('/proc/cpuinfo'):
+            if line.startswith('model name'):
+                cpu = line.split(':', 1)[1].strip()
+                break
+    return f'{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}'
+
+
+def agreement(ours, theirs):
+    """How equal two predictions are: mask pixel agreement and the max abs difference of scores and logits."""
+    masks = float(np.mean((ours[0] > 0.5) == (theirs[0] > 0.5)))
+    values = max(float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
+                 for a, b in zip(ours[1:], theirs[1:]))
+    return f'masks {masks:.4%} equal, scores/logits max diff {values:.1e}'
+
+
+def main():
+    args = parseargs()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from oraclecheckpoints import buildoraclemodel, writecheckpoint
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+    from ssseg.modules.models.segmentors.samv2 import SAMV2ImagePredictor
+    from ssseg.modules.utils.configs import loadsegmentorcfg
+
+    ckpt = args.ckpt
+    tmpdir = tempfile.TemporaryDirectory()
+    if ckpt is None:
+        ckpt = writecheckpoint(args.cfg, os.path.join(tmpdir.name, 'random.pt'))
+    cfg = loadsegmentorcfg(args.cfg)
+    cfg['ckptpath'] = ckpt
+    ours = SAMV2ImagePredictor(samv2_cfg=cfg, device='cpu')
+    theirs = SAM2ImagePredictor(buildoraclemodel(args.cfg, ckpt))
+    image, imagename = loadimage(args.image)
+    height, width = image.shape[:2]
+
+    point = dict(point_coords=np.array([[width // 2, height // 2]]), point_labels=np.array([1]))
+    cases = [
+        ('setimage', lambda p: p.set_image(image), args.repeats),
+        ('predict 1 point (multimask)', lambda p: p.predict(**point), 4 * args.repeats),
+        ('predict box', lambda p: p.predict(box=np.array([width // 4, height // 4, width // 2, height // 2]),
+                                            multimask_output=False), 4 * args.repeats),
+        ('predict 4 boxes', lambda p: p.predict(box=np.array([[0, 0, width // 2, height // 2]] * 4),
+                                                multimask_output=False), 2 * args.repeats),
+    ]
+    rows = []
+    with torch.inference_mode():
+        for name, fn, repeats in cases:
+            mine, official, mine_out, official_out = timeboth(lambda: fn(ours), lambda: fn(theirs), repeats)
+            if name == 'setimage':
+                diff = (ours.getimageembedding() - theirs.get_image_embedding()).abs().max().item()
+                same = f'embedding max diff {diff:.1e}'
+            else:
+                same = agreement(mine_out, official_out)
+            rows.append((name, mine, official, mine / official, same))
+
+    print(f'# {args.cfg} on {imagename} ({width}x{height}), float32 CPU; {machine()}; '
+          f'{datetime.date.today().isoformat()}')
+    header = ('measurement', 'ours (s)', 'official (s)', 'ours/official', 'same outputs?')
+    if args.markdown:
+        print('| ' + ' | '.join(header) + ' |')
+        print('|' + '---|' * len(header))
+        for name, mine, official, ratio, same in rows:
+            print(f'| {name} | {mine:.3f} | {official:.3f} | {ratio:.2f} | {same} |')
+    else:
+        print(f'{header[0]:<30}{header[1]:>10}{header[2]:>14}{header[3]:>15}  {header[4]}')
+        for name, mine, official, ratio, same in rows:
+            print(f'{name:<30}{mine:>10.3f}{official:>14.3f}{ratio:>15.2f}  {same}')
+
+
+if __name__ == '__main__':
+    main()
