@@ -10,6 +10,8 @@ Without ``--ckpt`` a random-weight checkpoint in Meta's format is written by Met
 """
 import argparse
 import datetime
+import json
+import subprocess
 import os
 import platform
 import statistics
@@ -33,6 +35,11 @@ def parseargs():
     parser.add_argument('--repeats', type=int, default=7, help='timed runs of setimage (predict runs 4x as many)')
     parser.add_argument('--threads', type=int, default=None, help='torch threads (default: torch default)')
     parser.add_argument('--markdown', action='store_true', help='print the table as markdown')
+    parser.add_argument('--tasks', default='image,amg', help='comma-separated: image (predictor), amg (mask generator)')
+    parser.add_argument('--amg-image', default=os.path.join(ROOT, '..', 'shared', 'data', 'images', 'cars.jpg'),
+                        help='image for the mask generator (default: the docs cars image)')
+    parser.add_argument('--amg-grids', default='16,32', help='points_per_side values to time (32 is the default)')
+    parser.add_argument('--amg-child', default=None, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -75,26 +82,73 @@ def agreement(ours, theirs):
     return f'masks {masks:.4%} equal, scores/logits max diff {values:.1e}'
 
 
-def main():
-    args = parseargs()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from oraclecheckpoints import buildoraclemodel, writecheckpoint
+def _rsskib(field):
+    """VmRSS (current) or VmHWM (peak) of this process in KiB, from /proc (Linux)."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    return 0
+
+
+def amgchild(args):
+    """Run one generator (ours or official) once in this process; print its time, peak memory and masks as JSON."""
+    from oraclecheckpoints import buildoraclemodel
+    from ssseg.modules.utils.configs import loadsegmentorcfg
+    image, _ = loadimage(args.amg_image)
+    options = dict(points_per_side=int(args.amg_grids))
+    if args.amg_child == 'ours':
+        from ssseg.modules.models.segmentors.samv2 import SAMV2AutomaticMaskGenerator
+        cfg = loadsegmentorcfg(args.cfg)
+        cfg['ckptpath'] = args.ckpt
+        generator = SAMV2AutomaticMaskGenerator(samv2_cfg=cfg, device='cpu', output_mode='coco_rle', **options)
+    else:
+        from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+        generator = SAM2AutomaticMaskGenerator(buildoraclemodel(args.cfg, args.ckpt, apply_postprocessing=False),
+                                               output_mode='coco_rle', **options)
+    baseline = _rsskib('VmRSS')
+    with torch.inference_mode():
+        start = time.perf_counter()
+        records = generator.generate(image)
+        seconds = time.perf_counter() - start
+    print(json.dumps({'seconds': seconds, 'peak_extra_mib': (_rsskib('VmHWM') - baseline) / 1024,
+                      'masks': [[r['segmentation']['counts'], r['bbox'], round(r['predicted_iou'], 4)] for r in records]}))
+
+
+def amgrows(args, ckpt):
+    """Time both generators, each in a fresh process (so peak memory is its own), for each grid size."""
+    rows = []
+    for grid in args.amg_grids.split(','):
+        results = {}
+        for side in ('ours', 'official'):
+            command = [sys.executable, os.path.abspath(__file__), '--amg-child', side, '--cfg', args.cfg, '--ckpt', ckpt,
+                       '--amg-image', args.amg_image, '--amg-grids', grid]
+            if args.threads:
+                command += ['--threads', str(args.threads)]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            results[side] = json.loads(output.strip().splitlines()[-1])
+        mine, official = results['ours'], results['official']
+        same = 'identical masks' if mine['masks'] == official['masks'] else (
+            f'{len(mine["masks"])} vs {len(official["masks"])} masks, not identical')
+        rows.append((f'generate {grid}x{grid} grid', mine['seconds'], official['seconds'],
+                     mine['seconds'] / official['seconds'],
+                     f'{same}; peak extra memory {mine["peak_extra_mib"]:.0f} vs {official["peak_extra_mib"]:.0f} MiB'))
+    return rows
+
+
+def imagerows(args, ckpt):
+    """Time the image predictors (ours and official) on the same image, alternating runs."""
+    from oraclecheckpoints import buildoraclemodel
     from sam2.sam2_image_predictor import SAM2ImagePredictor
     from ssseg.modules.models.segmentors.samv2 import SAMV2ImagePredictor
     from ssseg.modules.utils.configs import loadsegmentorcfg
 
-    ckpt = args.ckpt
-    tmpdir = tempfile.TemporaryDirectory()
-    if ckpt is None:
-        ckpt = writecheckpoint(args.cfg, os.path.join(tmpdir.name, 'random.pt'))
     cfg = loadsegmentorcfg(args.cfg)
     cfg['ckptpath'] = ckpt
     ours = SAMV2ImagePredictor(samv2_cfg=cfg, device='cpu')
     theirs = SAM2ImagePredictor(buildoraclemodel(args.cfg, ckpt))
-    image, imagename = loadimage(args.image)
+    image, _ = loadimage(args.image)
     height, width = image.shape[:2]
-
     point = dict(point_coords=np.array([[width // 2, height // 2]]), point_labels=np.array([1]))
     cases = [
         ('setimage', lambda p: p.set_image(image), args.repeats),
@@ -114,9 +168,28 @@ def main():
             else:
                 same = agreement(mine_out, official_out)
             rows.append((name, mine, official, mine / official, same))
+    return rows
 
-    print(f'# {args.cfg} on {imagename} ({width}x{height}), float32 CPU; {machine()}; '
-          f'{datetime.date.today().isoformat()}')
+
+def main():
+    args = parseargs()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.amg_child:
+        return amgchild(args)
+    from oraclecheckpoints import writecheckpoint
+
+    tasks = set(args.tasks.split(','))
+    tmpdir = tempfile.TemporaryDirectory()
+    ckpt = args.ckpt or writecheckpoint(args.cfg, os.path.join(tmpdir.name, 'random.pt'))
+    rows = []
+    if 'image' in tasks:
+        rows += imagerows(args, ckpt)
+    if 'amg' in tasks:
+        rows += amgrows(args, ckpt)
+    images = [f'{name} ({image.shape[1]}x{image.shape[0]}) for {task}' for task, path in (('image', args.image), ('amg', args.amg_image))
+              if task in tasks for image, name in [loadimage(path)]]
+    print(f'# {args.cfg}, float32 CPU; {"; ".join(images)}; {machine()}; {datetime.date.today().isoformat()}')
     header = ('measurement', 'ours (s)', 'official (s)', 'ours/official', 'same outputs?')
     if args.markdown:
         print('| ' + ' | '.join(header) + ' |')

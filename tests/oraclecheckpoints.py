@@ -32,6 +32,7 @@ def buildoraclemodel(name, ckptpath=None, **kwargs):
 
 def writecheckpoint(name, path, seed=0):
     """Write a perturbed random ``{'model': state_dict}`` for config ``name`` to ``path`` (atomically)."""
+    torch.manual_seed(seed)  # the oracle's own random init, so a checkpoint is the same in every run
     model = buildoraclemodel(name, apply_postprocessing=False)
     generator = torch.Generator().manual_seed(seed)
     state = model.state_dict()

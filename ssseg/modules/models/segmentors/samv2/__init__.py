@@ -2,3 +2,4 @@
 from . import positionencoding, transformer, memoryattention, promptencoder, maskdecoder, memoryencoder  # noqa: F401 (registration)
 from .samv2 import SAMV2
 from .imagepredictor import SAMV2ImagePredictor
+from .automaticmaskgenerator import SAMV2AutomaticMaskGenerator

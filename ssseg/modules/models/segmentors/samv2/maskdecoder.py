@@ -116,7 +116,6 @@ class MaskDecoder(nn.Module):
         output_tokens = torch.cat(weights, dim=0).unsqueeze(0).expand(num_prompts, -1, -1)
         tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
         if repeat_image:
-            # one image serves every prompt; a single embedding broadcasts in the sum below, no copy needed
             src = image_embeddings
             if image_embeddings.shape[0] != 1:
                 src = torch.repeat_interleave(image_embeddings, num_prompts, dim=0)
@@ -125,13 +124,17 @@ class MaskDecoder(nn.Module):
                              f'{num_prompts} (or use repeat_image=True with one image)')
         else:
             src = image_embeddings
+        if src.shape[0] == 1 and dense_prompt_embeddings.shape[0] > 1 and dense_prompt_embeddings.stride(0) == 0:
+            # no mask prompt: the dense embedding is one vector broadcast over prompts, so the image stays a
+            # single batch and the transformer projects it once for all prompts
+            dense_prompt_embeddings = dense_prompt_embeddings[:1]
         src = src + dense_prompt_embeddings
-        pos_src = image_pe.expand(num_prompts, -1, -1, -1)
-        batch, channels, height, width = src.shape
+        pos_src = image_pe
+        channels, height, width = src.shape[1:]
         hs, src = self.transformer(src, pos_src, tokens)
         iou_token_out = hs[:, offset]
         mask_tokens_out = hs[:, offset + 1:offset + 1 + self.num_mask_tokens]
-        src = src.transpose(1, 2).reshape(batch, channels, height, width)
+        src = src.transpose(1, 2).expand(num_prompts, -1, -1).reshape(num_prompts, channels, height, width)
         upscaled = self._upscale(src, high_res_features)
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, idx]) for idx, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1

@@ -55,12 +55,19 @@ class Attention(nn.Module):
         return self._splitheads(self.q_proj(q)), self._splitheads(self.k_proj(k)), self._splitheads(self.v_proj(v))
 
     def _attendandmerge(self, q, k, v):
-        """Attention over split heads, then merge heads and project: -> (B, Nq, embedding_dim)."""
+        """Attention over split heads, then merge heads and project: -> (B, Nq, embedding_dim).
+
+        A batch of 1 on either side is broadcast over the other (one image shared by many prompts)."""
+        batch = max(q.shape[0], k.shape[0])
+        if q.shape[0] != batch:
+            q = q.expand(batch, -1, -1, -1)
+        if k.shape[0] != batch:
+            k, v = k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout_p if self.training else 0.0)
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
     def forward(self, q, k, v):
-        """q (B, Nq, embedding_dim), k and v (B, Nk, kv_in_dim) -> (B, Nq, embedding_dim)."""
+        """q (B, Nq, embedding_dim), k and v (B, Nk, kv_in_dim) -> (B, Nq, embedding_dim); B may be 1 on one side."""
         return self._attendandmerge(*self._projectheads(q, k, v))
 
 
@@ -87,7 +94,9 @@ class TwoWayAttentionBlock(nn.Module):
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(self, queries, keys, query_pe, key_pe):
-        """queries, query_pe (B, N, C); keys, key_pe (B, HW, C) -> updated (queries, keys), same shapes."""
+        """queries, query_pe (B, N, C); keys, key_pe (B, HW, C) -> updated (queries, keys), same shapes.
+
+        Keys shared by all prompts may come with a batch of 1: their projections are then computed once."""
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
         else:
@@ -127,12 +136,16 @@ class TwoWayTransformer(nn.Module):
     def forward(self, image_embedding, image_pe, point_embedding):
         """Run the prompt tokens and image tokens through the blocks.
 
-        image_embedding (B, C, H, W); image_pe (B or 1, C, H, W); point_embedding (B, N, C), which is
+        image_embedding (B, C, H, W), or (1, C, H, W) shared by the B prompts (the first layer then projects
+        the image once instead of B times); image_pe (B or 1, C, H, W); point_embedding (B, N, C), which is
         both the initial tokens and their position encoding at every layer.
         Returns (queries (B, N, C), keys (B, H*W, C)), image tokens in row-major (y, x) order.
         """
         if image_embedding.dim() != 4 or image_embedding.shape[1] != self.embedding_dim:
             raise ValueError(f'image_embedding must be (B, {self.embedding_dim}, H, W), got {tuple(image_embedding.shape)}')
+        if image_embedding.shape[0] not in (1, point_embedding.shape[0]):
+            raise ValueError(f'image_embedding batch {image_embedding.shape[0]} must be 1 or the number of prompts '
+                             f'{point_embedding.shape[0]}')
         if image_pe.dim() != 4 or image_pe.shape[1:] != image_embedding.shape[1:]:
             raise ValueError(f'image_pe must be (B, C, H, W) like image_embedding {tuple(image_embedding.shape)}, '
                              f'got {tuple(image_pe.shape)}')

@@ -54,11 +54,11 @@ def fillholes(mask_logits, threshold, max_hole_area=0, max_sprinkle_area=0):
     holes = np.zeros_like(fg)
     sprinkles = np.zeros_like(fg)
     for index in np.ndindex(fg.shape[:2]):
+        # both are judged on the original mask (as Meta's predictor does), not on the hole-filled one
         if max_hole_area > 0:
             holes[index] = _smallcomponents(~fg[index], max_hole_area)
         if max_sprinkle_area > 0:
-            # sprinkles are judged after hole filling, which can join a region to its surroundings
-            sprinkles[index] = _smallcomponents(fg[index] | holes[index], max_sprinkle_area)
+            sprinkles[index] = _smallcomponents(fg[index], max_sprinkle_area)
     out = torch.where(torch.from_numpy(holes).to(mask_logits.device), threshold + 10.0, mask_logits)
     return torch.where(torch.from_numpy(sprinkles).to(mask_logits.device), threshold - 10.0, out)
 

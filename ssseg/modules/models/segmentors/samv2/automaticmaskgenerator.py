@@ -1,0 +1,233 @@
+"""SAMV2AutomaticMaskGenerator: every object of an image from a grid of point prompts, without user input.
+
+Gives the same masks as Meta's generator, but filters candidates on their predicted IoU while they
+are still 256 x 256 logits, and upsamples only the survivors, a few at a time: Meta's upsamples every
+candidate to full resolution first, which dominates its run time and memory on large images.
+"""
+import sys
+
+import numpy as np
+import torch
+from torchvision.ops import batched_nms, box_area
+from tqdm import tqdm
+
+from .amg import (MaskRecords, areafromrle, batchedmasktobox, boxxyxytoxywh, buildalllayerpointgrids, cocoencoderle,
+                  generatecropboxes, isboxnearcropedge, masktorle, rletomask, stabilityscore, uncropboxes, uncropmasks,
+                  uncroppoints)
+from .imagepredictor import SAMV2ImagePredictor
+from .transforms import asrgbimage
+
+OUTPUT_MODES = ('binary_mask', 'uncompressed_rle', 'coco_rle')
+# full-resolution masks handled at once after the IoU filter (bounds memory on large images)
+UPSAMPLE_CHUNK = 16
+
+
+class SAMV2AutomaticMaskGenerator:
+    """Segment everything in an image with SAM 2 / SAM 2.1 from a regular grid of single-point prompts.
+
+    Grid options: ``points_per_side`` (n x n points per crop layer) or explicit ``point_grids`` (a list
+    of (K, 2) arrays in [0, 1], one per crop layer); exactly one of them. Candidates are kept when their
+    predicted IoU exceeds ``pred_iou_thresh`` and their stability score (IoU of the mask thresholded at
+    ``mask_threshold`` +- ``stability_score_offset``) reaches ``stability_score_thresh``; duplicates are
+    removed by box NMS (``box_nms_thresh`` within a crop, ``crop_nms_thresh`` across crops).
+    ``crop_n_layers`` > 0 also runs on overlapping crops (layer i: 2^i x 2^i crops, overlap
+    ``crop_overlap_ratio``, grid side divided by ``crop_n_points_downscale_factor``^i).
+    ``min_mask_region_area`` fills holes and removes specks up to that area in the 256 x 256 low-res
+    masks (OpenCV, any device). ``use_m2m`` refines each mask once more with its own logits as a mask
+    prompt. ``output_mode``: 'binary_mask' (H x W bool arrays), 'uncompressed_rle' or 'coco_rle'.
+    ``progress``: show a progress bar (None: only when stderr is a terminal).
+    The model is chosen as for :class:`SAMV2ImagePredictor`; ``apply_postprocessing`` defaults to False
+    as in Meta's docs for this generator.
+    """
+
+    def __init__(self, points_per_side=32, points_per_batch=64, pred_iou_thresh=0.8, stability_score_thresh=0.95,
+                 stability_score_offset=1.0, mask_threshold=0.0, box_nms_thresh=0.7, crop_n_layers=0,
+                 crop_nms_thresh=0.7, crop_overlap_ratio=512 / 1500, crop_n_points_downscale_factor=1, point_grids=None,
+                 min_mask_region_area=0, output_mode='binary_mask', use_m2m=False, multimask_output=True,
+                 samv2_cfg=None, use_default_samv2_l=False, use_default_samv2_bplus=False, use_default_samv2_s=False,
+                 use_default_samv2_t=False, use_default_samv21_l=False, use_default_samv21_bplus=False,
+                 use_default_samv21_s=False, use_default_samv21_t=False, device=None, load_ckpt_strict=True,
+                 apply_postprocessing=False, progress=None):
+        if (points_per_side is None) == (point_grids is None):
+            raise ValueError('give exactly one of points_per_side (an int; set it to None when passing point_grids) and '
+                             f'point_grids (a list of (K, 2) arrays in [0, 1]); got points_per_side={points_per_side!r} and '
+                             f'point_grids={"None" if point_grids is None else f"a {type(point_grids).__name__}"}')
+        if not isinstance(crop_n_layers, int) or crop_n_layers < 0:
+            raise ValueError(f'crop_n_layers must be an int >= 0, got {crop_n_layers!r}')
+        if points_per_side is not None:
+            if not isinstance(points_per_side, int) or points_per_side < 1:
+                raise ValueError(f'points_per_side must be a positive int, got {points_per_side!r}')
+            point_grids = buildalllayerpointgrids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
+        else:
+            point_grids = self._checkgrids(point_grids, crop_n_layers)
+        if output_mode not in OUTPUT_MODES:
+            raise ValueError(f'output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}')
+        if not isinstance(points_per_batch, int) or points_per_batch < 1:
+            raise ValueError(f'points_per_batch must be a positive int, got {points_per_batch!r}')
+        self.point_grids = point_grids
+        self.points_per_batch = points_per_batch
+        self.pred_iou_thresh = pred_iou_thresh
+        self.stability_score_thresh = stability_score_thresh
+        self.stability_score_offset = stability_score_offset
+        self.mask_threshold = mask_threshold
+        self.box_nms_thresh = box_nms_thresh
+        self.crop_n_layers = crop_n_layers
+        self.crop_nms_thresh = crop_nms_thresh
+        self.crop_overlap_ratio = crop_overlap_ratio
+        self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
+        self.min_mask_region_area = min_mask_region_area
+        self.output_mode = output_mode
+        self.use_m2m = use_m2m
+        self.multimask_output = multimask_output
+        self.progress = progress
+        self.predictor = SAMV2ImagePredictor(
+            samv2_cfg=samv2_cfg, use_default_samv2_l=use_default_samv2_l, use_default_samv2_bplus=use_default_samv2_bplus,
+            use_default_samv2_s=use_default_samv2_s, use_default_samv2_t=use_default_samv2_t,
+            use_default_samv21_l=use_default_samv21_l, use_default_samv21_bplus=use_default_samv21_bplus,
+            use_default_samv21_s=use_default_samv21_s, use_default_samv21_t=use_default_samv21_t, device=device,
+            load_ckpt_strict=load_ckpt_strict, apply_postprocessing=apply_postprocessing,
+            mask_threshold=mask_threshold, max_hole_area=min_mask_region_area, max_sprinkle_area=min_mask_region_area,
+        )
+
+    @staticmethod
+    def _checkgrids(point_grids, crop_n_layers):
+        if not isinstance(point_grids, (list, tuple)) or len(point_grids) != crop_n_layers + 1:
+            raise ValueError(f'point_grids must be a list of crop_n_layers + 1 = {crop_n_layers + 1} arrays, got '
+                             f'{type(point_grids).__name__}{" of length %d" % len(point_grids) if isinstance(point_grids, (list, tuple)) else ""}')
+        grids = []
+        for i, grid in enumerate(point_grids):
+            grid = np.asarray(grid, dtype=np.float64)
+            if grid.ndim != 2 or grid.shape[1] != 2 or len(grid) == 0 or not np.isfinite(grid).all():
+                raise ValueError(f'point_grids[{i}] must be a non-empty (K, 2) array of finite (x, y) in [0, 1], got shape {grid.shape}')
+            grids.append(grid)
+        return grids
+
+    @property
+    def model(self):
+        return self.predictor.model
+
+    @torch.no_grad()
+    def generate(self, image):
+        """Masks of everything in ``image`` ((H, W, 3) uint8 RGB array or PIL image).
+
+        Returns a list of dicts: ``segmentation`` (per ``output_mode``), ``area`` (pixels), ``bbox``
+        (XYWH), ``predicted_iou``, ``point_coords`` ([[x, y]] pixels of the prompt), ``stability_score``
+        and ``crop_box`` (XYWH of the crop the mask came from).
+        """
+        image = asrgbimage(image, 'image')
+        records = self._generatemasks(image)
+        annotations = []
+        for i, rle in enumerate(records['rles'] if len(records) else []):
+            if self.output_mode == 'coco_rle':
+                segmentation = cocoencoderle(rle)
+            elif self.output_mode == 'binary_mask':
+                segmentation = rletomask(rle)
+            else:
+                segmentation = rle
+            annotations.append({
+                'segmentation': segmentation,
+                'area': areafromrle(rle),
+                'bbox': boxxyxytoxywh(records['boxes'][i]).tolist(),
+                'predicted_iou': records['iou_preds'][i].item(),
+                'point_coords': [records['points'][i].tolist()],
+                'stability_score': records['stability_score'][i].item(),
+                'crop_box': boxxyxytoxywh(records['crop_boxes'][i]).tolist(),
+            })
+        return annotations
+
+    def _showprogress(self):
+        return sys.stderr.isatty() if self.progress is None else bool(self.progress)
+
+    def _generatemasks(self, image):
+        orig_size = image.shape[:2]
+        crop_boxes, layer_idxs = generatecropboxes(orig_size, self.crop_n_layers, self.crop_overlap_ratio)
+        total = sum(-(-len(self.point_grids[layer]) // self.points_per_batch) for layer in layer_idxs)
+        records = MaskRecords()
+        with tqdm(total=total, desc='automatic masks', unit='batch', disable=not self._showprogress()) as bar:
+            for crop_box, layer_idx in zip(crop_boxes, layer_idxs):
+                records.cat(self._processcrop(image, crop_box, layer_idx, orig_size, bar))
+        if len(crop_boxes) > 1 and len(records) > 0:
+            # across crops prefer masks from smaller crops, which saw the object at a higher resolution
+            scores = 1 / box_area(records['crop_boxes'])
+            keep = batched_nms(records['boxes'].float(), scores.to(records['boxes'].device),
+                               torch.zeros_like(records['boxes'][:, 0]), iou_threshold=self.crop_nms_thresh)
+            records.filter(keep)
+        records.tonumpy()
+        return records
+
+    def _processcrop(self, image, crop_box, layer_idx, orig_size, bar):
+        x0, y0, x1, y1 = crop_box
+        crop = image[y0:y1, x0:x1, :]
+        crop_size = crop.shape[:2]
+        self.predictor.setimage(crop)
+        points = self.point_grids[layer_idx] * np.array(crop_size)[None, ::-1]
+        records = MaskRecords()
+        for start in range(0, len(points), self.points_per_batch):
+            records.cat(self._processbatch(points[start:start + self.points_per_batch], crop_size, crop_box, orig_size))
+            bar.update(1)
+        self.predictor.resetpredictor()
+        if len(records) == 0:
+            return records
+        keep = batched_nms(records['boxes'].float(), records['iou_preds'], torch.zeros_like(records['boxes'][:, 0]),
+                           iou_threshold=self.box_nms_thresh)
+        records.filter(keep)
+        records['boxes'] = uncropboxes(records['boxes'], crop_box)
+        records['points'] = uncroppoints(records['points'], crop_box)
+        records['crop_boxes'] = torch.tensor([crop_box for _ in range(len(records['rles']))])
+        return records
+
+    def _decode(self, points, crop_size, mask_input=None, multimask_output=True):
+        """Low-res logits (N, M, 256, 256) and IoU predictions (N, M) for N single positive points (crop pixels)."""
+        predictor = self.predictor
+        coords = predictor.transforms.transformcoords(points, normalize=True, orig_hw=crop_size)
+        labels = torch.ones(coords.shape[0], 1, dtype=torch.int32, device=coords.device)
+        features = predictor._features
+        return predictor.model.decodeprompts(
+            features['image_embed'], features['high_res_feats'], points=(coords[:, None, :], labels),
+            mask_input=mask_input, multimask_output=multimask_output, repeat_image=coords.shape[0] > 1,
+        )
+
+    def _processbatch(self, points, crop_size, crop_box, orig_size):
+        points = torch.as_tensor(points, dtype=torch.float32, device=self.predictor.device)
+        low_res, iou_preds = self._decode(points, crop_size, multimask_output=self.multimask_output)
+        per_point = low_res.shape[1]
+        low_res, iou_preds = low_res.flatten(0, 1), iou_preds.flatten(0, 1)
+        points = points.repeat_interleave(per_point, dim=0)
+        if self.use_m2m:
+            low_res, iou_preds = self._refine(points, low_res.clamp(-32.0, 32.0), crop_size)
+        if self.pred_iou_thresh > 0.0:
+            # filtering on predicted IoU needs no full-resolution mask, so it happens first
+            keep = iou_preds > self.pred_iou_thresh
+            low_res, iou_preds, points = low_res[keep], iou_preds[keep], points[keep]
+        records = MaskRecords()
+        for start in range(0, len(low_res), UPSAMPLE_CHUNK):
+            chunk = slice(start, start + UPSAMPLE_CHUNK)
+            records.cat(self._fullresolution(low_res[chunk], iou_preds[chunk], points[chunk], crop_size, crop_box, orig_size))
+        return records
+
+    def _refine(self, points, low_res, crop_size):
+        """One mask-to-mask step: each candidate prompted again by its point and its own low-res logits."""
+        refined, ious = [], []
+        for start in range(0, len(points), self.points_per_batch):
+            chunk = slice(start, start + self.points_per_batch)
+            masks, scores = self._decode(points[chunk], crop_size, mask_input=low_res[chunk, None], multimask_output=False)
+            refined.append(masks[:, 0])
+            ious.append(scores[:, 0])
+        if not refined:
+            return low_res, low_res.new_zeros(0)
+        return torch.cat(refined), torch.cat(ious)
+
+    def _fullresolution(self, low_res, iou_preds, points, crop_size, crop_box, orig_size):
+        """Upsample a few candidates to the crop size, filter on stability and crop edges, encode as RLE."""
+        masks = self.predictor.transforms.postprocessmasks(low_res[:, None], crop_size)[:, 0]
+        stability = stabilityscore(masks, self.mask_threshold, self.stability_score_offset)
+        if self.stability_score_thresh > 0.0:
+            keep = stability >= self.stability_score_thresh
+            masks, iou_preds, points, stability = masks[keep], iou_preds[keep], points[keep], stability[keep]
+        masks = masks > self.mask_threshold
+        boxes = batchedmasktobox(masks)
+        orig_h, orig_w = orig_size
+        keep = ~isboxnearcropedge(boxes, crop_box, [0, 0, orig_w, orig_h])
+        masks, boxes, iou_preds, points, stability = masks[keep], boxes[keep], iou_preds[keep], points[keep], stability[keep]
+        rles = masktorle(uncropmasks(masks, crop_box, orig_h, orig_w))
+        return MaskRecords(rles=rles, boxes=boxes, iou_preds=iou_preds, points=points, stability_score=stability)
