@@ -38,7 +38,8 @@ def parseargs():
     parser.add_argument('--tasks', default='image,amg', help='comma-separated: image (predictor), amg (mask generator)')
     parser.add_argument('--amg-image', default=os.path.join(ROOT, '..', 'shared', 'data', 'images', 'cars.jpg'),
                         help='image for the mask generator (default: the docs cars image)')
-    parser.add_argument('--amg-grids', default='16,32', help='points_per_side values to time (32 is the default)')
+    parser.add_argument('--amg-grids', default='16,32,16all',
+                        help="points_per_side values to time (32 is the default); suffix 'all' keeps every candidate")
     parser.add_argument('--amg-child', default=None, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -96,7 +97,10 @@ def amgchild(args):
     from oraclecheckpoints import buildoraclemodel
     from ssseg.modules.utils.configs import loadsegmentorcfg
     image, _ = loadimage(args.amg_image)
-    options = dict(points_per_side=int(args.amg_grids))
+    # a grid size with the suffix 'all' keeps every candidate (no IoU/stability filter): our worst case
+    options = dict(points_per_side=int(args.amg_grids.rstrip('al')))
+    if args.amg_grids.endswith('all'):
+        options.update(pred_iou_thresh=0.0, stability_score_thresh=0.0)
     if args.amg_child == 'ours':
         from ssseg.modules.models.segmentors.samv2 import SAMV2AutomaticMaskGenerator
         cfg = loadsegmentorcfg(args.cfg)
@@ -128,9 +132,11 @@ def amgrows(args, ckpt):
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             results[side] = json.loads(output.strip().splitlines()[-1])
         mine, official = results['ours'], results['official']
-        same = 'identical masks' if mine['masks'] == official['masks'] else (
+        same = f'identical masks ({len(mine["masks"])})' if mine['masks'] == official['masks'] else (
             f'{len(mine["masks"])} vs {len(official["masks"])} masks, not identical')
-        rows.append((f'generate {grid}x{grid} grid', mine['seconds'], official['seconds'],
+        side = grid.rstrip('al')
+        name = f'generate {side}x{side} grid' + (', every candidate kept' if grid.endswith('all') else '')
+        rows.append((name, mine['seconds'], official['seconds'],
                      mine['seconds'] / official['seconds'],
                      f'{same}; peak extra memory {mine["peak_extra_mib"]:.0f} vs {official["peak_extra_mib"]:.0f} MiB'))
     return rows

@@ -9,10 +9,11 @@ available and the user has chosen no backend, the Agg backend is selected; a cho
 import os
 import string
 import sys
-import tempfile
 
 import cv2
 import numpy as np
+
+from ....utils.maskio import writeatomically
 
 __all__ = ['showmask', 'showpoints', 'showbox', 'showmasks', 'showanns', 'saveoverlay',
            'show_mask', 'show_points', 'show_box', 'show_masks', 'show_anns']
@@ -324,19 +325,12 @@ def saveoverlay(image, masks, path, alpha=0.5, colors=None, borders=True, seed=0
         ok = False
     if not ok:
         raise ValueError(f'path must end with an image extension OpenCV can write, got {path!r}')
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # write next to the target, then rename: readers never see a half-written file
-    fd, tmppath = tempfile.mkstemp(prefix='.tmp-', suffix=ext, dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+    def write(temp):
+        with open(temp, 'wb') as f:
             f.write(encoded.tobytes())
-        os.replace(tmppath, path)
-    except BaseException:
-        if os.path.exists(tmppath):
-            os.remove(tmppath)
-        raise
-    return path
+    return writeatomically(path, write)
 
 
 # names used by Meta's notebooks
