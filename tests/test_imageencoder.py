@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-import ssseg.modules.models.segmentors.samv2.positionencoding  # noqa: F401  (registers PositionEmbeddingSine)
 from ssseg.modules.models.backbones import BuildBackbone
 from ssseg.modules.models.backbones.hiera import Hiera
 from ssseg.modules.models.backbones.imageencoder import FpnNeck, SAMV2ImageEncoder

@@ -5,7 +5,6 @@ import torch
 
 from ssseg.modules.models.bricks import BuildHead
 from ssseg.modules.models.segmentors.samv2.maskdecoder import MaskDecoder
-from ssseg.modules.models.segmentors.samv2 import transformer as _registers_twowaytransformer  # noqa: F401
 from parityhelpers import assertclose as _assertclose, perturbed
 
 DIM, SIZE, PROMPTS, TOKENS = 256, 16, 3, 4

@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from ssseg.modules.models.bricks import BuildHead
-from ssseg.modules.models.segmentors.samv2 import positionencoding as _registers_positionencodings  # noqa: F401
 from ssseg.modules.models.segmentors.samv2.memoryencoder import CXBlock, Fuser, MaskDownSampler, MemoryEncoder
 from parityhelpers import assertclose as _assertclose, perturbed
 
