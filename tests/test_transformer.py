@@ -9,22 +9,37 @@ from parityhelpers import assertclose as _assertclose, perturbed
 CFG = dict(depth=2, embedding_dim=256, num_heads=8, mlp_dim=2048, attention_downsample_rate=2)
 
 
-@pytest.mark.parametrize('batch, size, tokens', [(2, 16, 5), (1, 64, 7)])
-def test_twowaytransformer_matches_meta(batch, size, tokens):
+@pytest.mark.parametrize('batch, image_batch, pe_batch, size, tokens', [
+    (2, 2, 2, 16, 5),  # a position map per prompt: the plain computation
+    (1, 1, 1, 64, 7),  # one prompt
+    (3, 1, 1, 32, 6),  # one image shared by three prompts (projected once)
+    (3, 3, 1, 32, 6),  # an image per prompt, one position map (projections folded into the tokens)
+])
+def test_twowaytransformer_matches_meta(batch, image_batch, pe_batch, size, tokens):
     from sam2.modeling.sam.transformer import TwoWayTransformer as MetaTwoWayTransformer
     torch.manual_seed(0)
     meta = perturbed(MetaTwoWayTransformer(**CFG), seed=1)
     ours = BuildTransformer(dict(type='TwoWayTransformer', **CFG)).eval()
     ours.load_state_dict(meta.state_dict(), strict=True)
-    image = torch.randn(batch, 256, size, size)
-    image_pe = torch.randn(batch, 256, size, size)
+    image = torch.randn(image_batch, 256, size, size)
+    image_pe = torch.randn(pe_batch, 256, size, size)
     points = torch.randn(batch, tokens, 256)
     with torch.no_grad():
-        meta_q, meta_k = meta(image, image_pe, points)
+        meta_q, meta_k = meta(image.expand(batch, -1, -1, -1), image_pe.expand(batch, -1, -1, -1), points)
         our_q, our_k = ours(image, image_pe, points)
     assert our_q.shape == (batch, tokens, 256) and our_k.shape == (batch, size * size, 256)
     _assertclose(our_q, meta_q)
     _assertclose(our_k, meta_k)
+
+
+def test_attention_shortcuts_match_plain_attention():
+    attn = perturbed(Attention(64, 4, downsample_rate=2), seed=3)
+    q, image, pe = torch.randn(3, 5, 64), torch.randn(3, 40, 64), torch.randn(1, 40, 64)
+    with torch.no_grad():
+        for batch_image in (image, image[:1]):
+            plain_keys = (batch_image + pe).expand(3, -1, -1)
+            _assertclose(attn.attendimage(q, batch_image, pe), attn(q, plain_keys, batch_image.expand(3, -1, -1)))
+            _assertclose(attn.imageattendtokens(batch_image, pe, q, q), batch_image + attn(plain_keys, q, q))
 
 
 @pytest.mark.parametrize('kv_in_dim', [None, 64])

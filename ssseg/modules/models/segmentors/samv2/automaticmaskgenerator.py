@@ -176,8 +176,9 @@ class SAMV2AutomaticMaskGenerator:
         records['crop_boxes'] = torch.tensor([crop_box for _ in range(len(records['rles']))])
         return records
 
-    def _decode(self, points, crop_size, mask_input=None, multimask_output=True):
-        """Low-res logits (N, M, 256, 256) and IoU predictions (N, M) for N single positive points (crop pixels)."""
+    def _decode(self, points, crop_size, mask_input=None, multimask_output=True, min_iou=None):
+        """Low-res logits (N, M, 256, 256) and IoU predictions (N, M) for N single positive points (crop pixels);
+        with ``min_iou``, only the confident ones as in :meth:`SAMV2.decodeprompts`."""
         predictor = self.predictor
         coords = predictor.transforms.transformcoords(points, normalize=True, orig_hw=crop_size)
         labels = torch.ones(coords.shape[0], 1, dtype=torch.int32, device=coords.device)
@@ -185,25 +186,37 @@ class SAMV2AutomaticMaskGenerator:
         return predictor.model.decodeprompts(
             features['image_embed'], features['high_res_feats'], points=(coords[:, None, :], labels),
             mask_input=mask_input, multimask_output=multimask_output, repeat_image=coords.shape[0] > 1,
+            min_iou=min_iou,
         )
 
     def _processbatch(self, points, crop_size, crop_box, orig_size):
         points = torch.as_tensor(points, dtype=torch.float32, device=self.predictor.device)
-        low_res, iou_preds = self._decode(points, crop_size, multimask_output=self.multimask_output)
-        per_point = low_res.shape[1]
-        low_res, iou_preds = low_res.flatten(0, 1), iou_preds.flatten(0, 1)
-        points = points.repeat_interleave(per_point, dim=0)
-        if self.use_m2m:
-            low_res, iou_preds = self._refine(points, low_res.clamp(-32.0, 32.0), crop_size)
-        if self.pred_iou_thresh > 0.0:
-            # filtering on predicted IoU needs no full-resolution mask, so it happens first
-            keep = iou_preds > self.pred_iou_thresh
-            low_res, iou_preds, points = low_res[keep], iou_preds[keep], points[keep]
+        if self.pred_iou_thresh > 0.0 and not self.use_m2m and self._canfilterbeforedecoding():
+            # the IoU head needs no mask: only confident candidates are decoded at all
+            low_res, iou_preds, index = self._decode(points, crop_size, multimask_output=self.multimask_output,
+                                                     min_iou=self.pred_iou_thresh)
+            points = points[index[:, 0]]
+        else:
+            low_res, iou_preds = self._decode(points, crop_size, multimask_output=self.multimask_output)
+            per_point = low_res.shape[1]
+            low_res, iou_preds = low_res.flatten(0, 1), iou_preds.flatten(0, 1)
+            points = points.repeat_interleave(per_point, dim=0)
+            if self.use_m2m:
+                low_res, iou_preds = self._refine(points, low_res.clamp(-32.0, 32.0), crop_size)
+            if self.pred_iou_thresh > 0.0:
+                # filtering on predicted IoU needs no full-resolution mask, so it happens first
+                keep = iou_preds > self.pred_iou_thresh
+                low_res, iou_preds, points = low_res[keep], iou_preds[keep], points[keep]
         records = MaskRecords()
         for start in range(0, len(low_res), UPSAMPLE_CHUNK):
             chunk = slice(start, start + UPSAMPLE_CHUNK)
             records.cat(self._fullresolution(low_res[chunk], iou_preds[chunk], points[chunk], crop_size, crop_box, orig_size))
         return records
+
+    def _canfilterbeforedecoding(self):
+        # single-mask output with dynamic selection picks outputs by their masks
+        decoder = self.predictor.model.sam_mask_decoder
+        return self.multimask_output or not decoder.dynamic_multimask_via_stability
 
     def _refine(self, points, low_res, crop_size):
         """One mask-to-mask step: each candidate prompted again by its point and its own low-res logits."""

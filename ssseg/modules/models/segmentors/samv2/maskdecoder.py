@@ -6,8 +6,14 @@ mask), mask tokens 1..M (multimask)], followed by the prompt tokens. Names match
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ...bricks import HEADS, MLP, LayerNorm2d, BuildActivation, BuildTransformer
+from .transformer import TwoWayTransformer
+
+# prompts decoded at once on a CPU: larger batches outgrow the caches and pay a page fault per 4 KiB of every
+# fresh activation (glibc maps big blocks anew each time), so they run in chunks; results are unchanged
+CPU_PROMPT_CHUNK = 2
 
 
 def _positiveint(value):
@@ -82,9 +88,14 @@ class MaskDecoder(nn.Module):
         object_score_logits (B, 1))``: M = num_multimask_outputs with ``multimask_output``, else 1; M' = M
         when ``multimask_output`` and ``use_multimask_token_for_obj_ptr``, else 1 (the single-mask token).
         """
+        return _inchunks(self._forwardchunk, image_embeddings, image_pe, sparse_prompt_embeddings,
+                         dense_prompt_embeddings, multimask_output, repeat_image, high_res_features)
+
+    def _forwardchunk(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
+                      multimask_output, repeat_image, high_res_features, cache):
         masks, iou_pred, mask_tokens_out, object_score_logits = self._predictmasks(
             image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, repeat_image,
-            high_res_features,
+            high_res_features, cache,
         )
         if multimask_output:
             masks, iou_pred = masks[:, 1:], iou_pred[:, 1:]
@@ -99,10 +110,45 @@ class MaskDecoder(nn.Module):
             sam_tokens_out = mask_tokens_out[:, 0:1]
         return masks, iou_pred, sam_tokens_out, object_score_logits
 
-    def _predictmasks(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
-                      repeat_image, high_res_features):
-        """All mask tokens: -> (masks (B, 1+M, 4h, 4w), iou_pred (B, 1+M), mask_tokens_out (B, 1+M, C),
-        object_score_logits (B, 1))."""
+    def decodeconfident(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
+                        multimask_output, repeat_image, min_iou, high_res_features=None):
+        """Like :meth:`forward`, but only masks whose predicted IoU exceeds ``min_iou`` are decoded.
+
+        The IoU head does not need the masks, so prompts with no confident output skip the upscaling (the
+        bulk of the cost). Returns ``(masks (K, 4h, 4w) logits, iou_pred (K,), index (K, 2))``, where
+        ``index`` holds each kept mask's (prompt, output) position in :meth:`forward`'s outputs.
+        """
+        if multimask_output is False and self.dynamic_multimask_via_stability and not self.training:
+            raise ValueError('decodeconfident needs multimask_output=True or a decoder without dynamic multimask '
+                             'selection (it chooses outputs by their masks)')
+        return _inchunks(self._confidentchunk, image_embeddings, image_pe, sparse_prompt_embeddings,
+                         dense_prompt_embeddings, multimask_output, repeat_image, min_iou, high_res_features,
+                         index_output=2)
+
+    def _confidentchunk(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
+                        multimask_output, repeat_image, min_iou, high_res_features, cache):
+        hs, image_tokens, (height, width), iou_pred, mask_tokens_out = self._decodetokens(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, repeat_image,
+            high_res_features, cache)
+        first, count = (1, self.num_multimask_outputs) if multimask_output else (0, 1)
+        iou_pred = iou_pred[:, first:first + count]
+        keep = iou_pred > min_iou
+        prompts = torch.nonzero(keep.any(dim=1))[:, 0]
+        hyper_in = torch.stack([self.output_hypernetworks_mlps[idx](mask_tokens_out[prompts, idx])
+                                for idx in range(first, first + count)], dim=1)
+        if high_res_features is not None:
+            high_res_features = [x if x.shape[0] == 1 else x[prompts] for x in high_res_features]
+        image_tokens = image_tokens if image_tokens.shape[0] == 1 else image_tokens[prompts]
+        masks = self._masksfromtokens(image_tokens.expand(len(prompts), -1, -1), height, width, hyper_in,
+                                      high_res_features)
+        keep = keep[prompts]
+        rows, outputs = torch.nonzero(keep, as_tuple=True)
+        return masks[keep], iou_pred[prompts][keep], torch.stack((prompts[rows], outputs), dim=1)
+
+    def _decodetokens(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
+                      repeat_image, high_res_features, cache=None):
+        """The two-way transformer and the token heads: -> (tokens (B, N, C), image tokens (B or 1, h*w, C),
+        (h, w), iou_pred (B, 1+M), mask tokens (B, 1+M, C))."""
         if image_pe.dim() != 4 or image_pe.shape[0] != 1:
             raise ValueError(f'image_pe must be (1, C, h, w) as from getdensepe(), got {tuple(image_pe.shape)}')
         if self.use_high_res_features and (high_res_features is None or len(high_res_features) != 2):
@@ -129,20 +175,27 @@ class MaskDecoder(nn.Module):
             # single batch and the transformer projects it once for all prompts
             dense_prompt_embeddings = dense_prompt_embeddings[:1]
         src = src + dense_prompt_embeddings
-        pos_src = image_pe
-        channels, height, width = src.shape[1:]
-        hs, src = self.transformer(src, pos_src, tokens)
-        iou_token_out = hs[:, offset]
+        height, width = src.shape[2:]
+        # our transformer reuses the image's projections across chunks; others (e.g. Meta's) take no cache
+        cache_arg = {'cache': cache} if isinstance(self.transformer, TwoWayTransformer) else {}
+        hs, image_tokens = self.transformer(src, image_pe, tokens, **cache_arg)
+        iou_pred = self.iou_prediction_head(hs[:, offset])
         mask_tokens_out = hs[:, offset + 1:offset + 1 + self.num_mask_tokens]
-        src = src.transpose(1, 2).expand(num_prompts, -1, -1).reshape(num_prompts, channels, height, width)
-        upscaled = self._upscale(src, high_res_features)
+        return hs, image_tokens, (height, width), iou_pred, mask_tokens_out
+
+    def _predictmasks(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
+                      repeat_image, high_res_features, cache=None):
+        """All mask tokens: -> (masks (B, 1+M, 4h, 4w), iou_pred (B, 1+M), mask_tokens_out (B, 1+M, C),
+        object_score_logits (B, 1))."""
+        hs, image_tokens, (height, width), iou_pred, mask_tokens_out = self._decodetokens(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, repeat_image,
+            high_res_features, cache)
+        num_prompts = hs.shape[0]
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, idx]) for idx, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
-        batch, channels, height, width = upscaled.shape
-        # each mask is a dot product of its hypernetwork vector with the upscaled features at every pixel
-        masks = (hyper_in @ upscaled.view(batch, channels, height * width)).view(batch, -1, height, width)
-        iou_pred = self.iou_prediction_head(iou_token_out)
+        masks = self._masksfromtokens(image_tokens.expand(num_prompts, -1, -1), height, width, hyper_in,
+                                      high_res_features)
         if self.pred_obj_scores:
             object_score_logits = self.pred_obj_score_head(hs[:, 0])
         else:
@@ -150,14 +203,31 @@ class MaskDecoder(nn.Module):
             object_score_logits = iou_pred.new_full((iou_pred.shape[0], 1), 10.0)
         return masks, iou_pred, mask_tokens_out, object_score_logits
 
-    def _upscale(self, src, high_res_features):
-        """(B, C, h, w) -> (B, C/8, 4h, 4w), adding the projected high-res maps before each norm/activation."""
-        if not self.use_high_res_features:
-            return self.output_upscaling(src)
+    def _masksfromtokens(self, image_tokens, height, width, hyper_in, high_res_features):
+        """Mask logits (B, M, 4h, 4w) from image tokens (B, h*w, C) (row-major) and hypernetwork vectors (B, M, C/8).
+
+        Same as upscaling the (B, C, h, w) map with the two stride-2 transposed convs (adding the projected
+        high-res maps before each norm/activation) and dotting every pixel with ``hyper_in``, but each
+        transposed conv runs as one matrix product per pixel and the 2 x 2 sub-pixels it creates stay in
+        the channel axis, so nothing large is transposed; only the M mask channels are put in image order.
+        """
         deconv1, norm1, act1, deconv2, act2 = self.output_upscaling
-        feat_s0, feat_s1 = high_res_features
-        upscaled = act1(norm1(deconv1(src) + feat_s1))
-        return act2(deconv2(upscaled) + feat_s0)
+        batch, num_pixels = image_tokens.shape[:2]
+        mid, low = deconv1.out_channels, deconv2.out_channels
+        x = image_tokens @ deconv1.weight.permute(0, 2, 3, 1).reshape(-1, 4 * mid)  # (B, hw, [a, b, c])
+        x += deconv1.bias.repeat(4)
+        if self.use_high_res_features:
+            x += _subpixelorder(high_res_features[1], height, width, levels=1)
+        x = act1(F.layer_norm(x.view(batch, num_pixels, 4, mid), (mid,), norm1.weight, norm1.bias, norm1.eps))
+        x = x.view(batch, 4 * num_pixels, mid) @ deconv2.weight.permute(0, 2, 3, 1).reshape(-1, 4 * low)
+        x += deconv2.bias.repeat(4)
+        if self.use_high_res_features:
+            x += _subpixelorder(high_res_features[0], height, width, levels=2)
+        x = act2(x)
+        num_masks = hyper_in.shape[1]
+        masks = x.view(batch, 16 * num_pixels, low) @ hyper_in.transpose(1, 2)  # (B, [y, x, a, b, a', b'], M)
+        masks = masks.view(batch, height, width, 2, 2, 2, 2, num_masks).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        return masks.reshape(batch, num_masks, 4 * height, 4 * width)
 
     def _stabilityscores(self, mask_logits):
         """IoU between the masks thresholded at +delta and -delta: (B, 1, H, W) -> (B, 1); 1 if both empty."""
@@ -182,3 +252,39 @@ class MaskDecoder(nn.Module):
         mask_logits = torch.where(is_stable[..., None, None], single_logits, best_logits)
         iou_scores = torch.where(is_stable, single_ious, best_ious)
         return mask_logits, iou_scores
+
+
+def _inchunks(decode, image_embeddings, image_pe, sparse, dense, *args, index_output=None):
+    """Run ``decode(..., cache)`` on chunks of at most CPU_PROMPT_CHUNK prompts (on a CPU; GPUs take all at once)
+    and concatenate its outputs. Per-prompt inputs are sliced, shared ones (batch 1) passed whole, and one
+    ``cache`` dict lets the chunks share the image's projections. Output ``index_output`` holds prompt
+    indices, offset by each chunk's start."""
+    num_prompts = sparse.shape[0]
+    cache = {}
+    step = CPU_PROMPT_CHUNK if sparse.device.type == 'cpu' else max(num_prompts, 1)
+    if num_prompts <= step:
+        return decode(image_embeddings, image_pe, sparse, dense, *args, cache)
+
+    def rows(x, chunk):
+        return x[chunk] if x is not None and x.shape[0] == num_prompts else x
+
+    parts = []
+    for start in range(0, num_prompts, step):
+        chunk = slice(start, start + step)
+        chunk_args = [[rows(x, chunk) for x in arg] if isinstance(arg, (list, tuple)) else arg for arg in args]
+        out = list(decode(rows(image_embeddings, chunk), image_pe, sparse[chunk], rows(dense, chunk), *chunk_args, cache))
+        if index_output is not None:
+            out[index_output] = out[index_output] + torch.tensor([start, 0], device=out[index_output].device)
+        parts.append(out)
+    return tuple(torch.cat(outputs) for outputs in zip(*parts))
+
+
+def _subpixelorder(feature_map, height, width, levels):
+    """(B, C, 2^L h, 2^L w) -> (B, h w 4^(L-1), 4 C): pixel (y, x) of the h x w grid, then for each level its
+    2 x 2 sub-pixel (a, b), the last level's sub-pixel and the channel in the trailing axis."""
+    batch, channels = feature_map.shape[:2]
+    if levels == 1:
+        grid = feature_map.view(batch, channels, height, 2, width, 2).permute(0, 2, 4, 3, 5, 1)
+    else:
+        grid = feature_map.view(batch, channels, height, 2, 2, width, 2, 2).permute(0, 2, 5, 3, 6, 4, 7, 1)
+    return grid.reshape(batch, height * width * 4 ** (levels - 1), 4 * channels)

@@ -195,20 +195,25 @@ class SAMV2(nn.Module):
 
     # ------------------------------------------------------------------ SAM heads
     def decodeprompts(self, image_embed, high_res_feats, points=None, mask_input=None, multimask_output=True,
-                      repeat_image=False):
+                      repeat_image=False, min_iou=None):
         """Prompt encoder + mask decoder on one image's (or a batch's) features.
 
         ``points``: (coords (N, P, 2) in the model's input frame (pixels of the S x S image), labels (N, P)
         int32 with 1 positive, 0 negative, 2/3 box corners, -1 padding) or None; ``mask_input``: (N, 1,
         S/4, S/4) logits or None. With ``repeat_image`` the single image's features serve N prompts.
-        Returns ``(low_res_masks (N, M, S/4, S/4), iou_predictions (N, M))``, M = 3 or 1.
+        Returns ``(low_res_masks (N, M, S/4, S/4), iou_predictions (N, M))``, M = 3 or 1. With ``min_iou``
+        only the masks whose predicted IoU exceeds it are decoded: ``(masks (K, S/4, S/4), ious (K,),
+        index (K, 2))``, ``index`` giving each one's (prompt, output) position.
         """
         sparse, dense = self.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
-        low_res_masks, iou_predictions, _, _ = self.sam_mask_decoder(
+        decoder_args = dict(
             image_embeddings=image_embed, image_pe=self.sam_prompt_encoder.getdensepe(),
             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask_output,
             repeat_image=repeat_image, high_res_features=high_res_feats if high_res_feats else None,
         )
+        if min_iou is not None:
+            return self.sam_mask_decoder.decodeconfident(min_iou=min_iou, **decoder_args)
+        low_res_masks, iou_predictions, _, _ = self.sam_mask_decoder(**decoder_args)
         return low_res_masks, iou_predictions
 
     def forwardsamheads(self, backbone_features, point_inputs=None, mask_inputs=None, high_res_features=None,
