@@ -13,6 +13,7 @@ from ..builder import SEGMENTORS
 from ...backbones import BuildBackbone
 from ...bricks import MLP, BuildHead, BuildTransformer
 from ....utils.checkpoints import loadpretrained
+from .trackstep import SAMV2TrackingMixin
 
 # logit given to every pixel of an object predicted absent from the frame
 NO_OBJ_SCORE = -1024.0
@@ -31,7 +32,7 @@ def _filledcfg(cfg, argname, derived):
 
 
 @SEGMENTORS.register_module()
-class SAMV2(nn.Module):
+class SAMV2(SAMV2TrackingMixin, nn.Module):
     """Segment Anything 2: Hiera image encoder, SAM prompt encoder and mask decoder, and a memory bank.
 
     Sub-modules are given as config dicts. Options the mask decoder and prompt encoder share with the
