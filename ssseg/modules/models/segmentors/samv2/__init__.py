@@ -3,3 +3,4 @@ from . import positionencoding, transformer, memoryattention, promptencoder, mas
 from .samv2 import SAMV2
 from .imagepredictor import SAMV2ImagePredictor
 from .automaticmaskgenerator import SAMV2AutomaticMaskGenerator
+from .videopredictor import SAMV2VideoPredictor
