@@ -35,12 +35,19 @@ def parseargs():
     parser.add_argument('--repeats', type=int, default=7, help='timed runs of setimage (predict runs 4x as many)')
     parser.add_argument('--threads', type=int, default=None, help='torch threads (default: torch default)')
     parser.add_argument('--markdown', action='store_true', help='print the table as markdown')
-    parser.add_argument('--tasks', default='image,amg', help='comma-separated: image (predictor), amg (mask generator)')
+    parser.add_argument('--tasks', default='image,amg', help='comma-separated: image (predictor), amg (mask generator), video (s/frame), videomemory (long video RSS)')
     parser.add_argument('--amg-image', default=os.path.join(ROOT, '..', 'shared', 'data', 'images', 'cars.jpg'),
                         help='image for the mask generator (default: the docs cars image)')
     parser.add_argument('--amg-grids', default='16,32,16all',
                         help="points_per_side values to time (32 is the default); suffix 'all' keeps every candidate")
     parser.add_argument('--amg-child', default=None, help=argparse.SUPPRESS)
+    parser.add_argument('--video', default=os.path.join(ROOT, '..', 'shared', 'data', 'videos', 'bedroom'),
+                        help='JPEG frame folder for video timing (default: the docs bedroom clip; synthetic if absent)')
+    parser.add_argument('--video-frames', type=int, default=6, help='frames of the clip to propagate through')
+    parser.add_argument('--video-memory-frames', type=int, default=600, help='length of the synthetic video for videomemory')
+    parser.add_argument('--video-memory-size', type=int, default=256, help='model input size for videomemory (both sides)')
+    parser.add_argument('--video-memory-child', default=None, help=argparse.SUPPRESS)
+    parser.add_argument('--video-memory-child-folder', default=None, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -177,12 +184,144 @@ def imagerows(args, ckpt):
     return rows
 
 
+# ---------------------------------------------------------------------------------------------- video
+# objects prompted on the first frame of the docs' bedroom clip: (x, y) of one positive click each
+VIDEO_CLICKS = [(210, 350), (460, 60), (700, 300)]
+
+
+def _videoclip(args, folder):
+    """The first ``--video-frames`` JPEG frames of the bedroom clip copied to ``folder`` (or synthetic ones)."""
+    import shutil
+    source = args.video
+    os.makedirs(folder, exist_ok=True)
+    if os.path.isdir(source):
+        names = sorted((n for n in os.listdir(source) if n.lower().endswith('.jpg')), key=lambda n: int(os.path.splitext(n)[0]))
+        for name in names[:args.video_frames]:
+            shutil.copy(os.path.join(source, name), folder)
+    else:
+        _syntheticvideo(folder, args.video_frames, 540, 960)
+
+
+def _syntheticvideo(folder, num_frames, height, width):
+    """JPEG frames of a few shapes moving over a textured background."""
+    import cv2
+    from testimages import syntheticimage
+    base = syntheticimage(height, width)
+    for i in range(num_frames):
+        frame = base.copy()
+        cv2.circle(frame, (100 + 2 * i % (width - 200), height // 2), 60, (250, 40, 40), -1)
+        cv2.rectangle(frame, (width - 300, 80 + i % (height - 200)), (width - 180, 200 + i % (height - 200)), (40, 200, 60), -1)
+        cv2.imwrite(os.path.join(folder, f'{i:05d}.jpg'), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+
+def _videopredictors(args, ckpt, image_size=None):
+    """(ours, official) video predictors on one checkpoint, with hole filling off on both sides (the
+    official CPU build cannot fill holes)."""
+    from oraclecheckpoints import ORACLE_CONFIGS
+    from sam2.build_sam import build_sam2_video_predictor
+    from ssseg.modules.models.segmentors.samv2 import SAMV2VideoPredictor
+    from ssseg.modules.utils.configs import loadsegmentorcfg
+    cfg = loadsegmentorcfg(args.cfg)
+    cfg['ckptpath'] = ckpt
+    overrides = ['++model.fill_hole_area=0']
+    if image_size:
+        cfg['image_size'] = image_size
+        overrides.append(f'++model.image_size={image_size}')
+    ours = SAMV2VideoPredictor(samv2_cfg=cfg, device='cpu', fill_hole_area=0)
+    theirs = build_sam2_video_predictor(ORACLE_CONFIGS[args.cfg], ckpt, device='cpu', hydra_overrides_extra=overrides)
+    return ours, theirs
+
+
+def _track(predictor, folder, num_objects):
+    """Prompt ``num_objects`` objects on frame 0, propagate; returns (seconds per frame, {frame: logits})."""
+    state = predictor.init_state(folder)
+    for obj_id, (x, y) in enumerate(VIDEO_CLICKS[:num_objects], start=1):
+        predictor.add_new_points_or_box(state, frame_idx=0, obj_id=obj_id, points=np.array([[x, y]], np.float32),
+                                        labels=np.array([1], np.int32))
+    outputs = {}
+    start = time.perf_counter()
+    for frame_idx, _, logits in predictor.propagate_in_video(state):
+        outputs[frame_idx] = logits.float().numpy()
+    seconds = (time.perf_counter() - start) / len(outputs)
+    return seconds, outputs
+
+
+def _videoagreement(ours, theirs):
+    diff = max(float(np.abs(ours[t] - theirs[t]).max()) for t in theirs)
+    scale = max(1.0, max(float(np.abs(theirs[t]).max()) for t in theirs))
+    equal = np.mean([np.mean((ours[t] > 0) == (theirs[t] > 0)) for t in theirs])
+    return f'masks {equal:.4%} equal, logits max diff {diff / scale:.1e} of scale'
+
+
+def videorows(args, ckpt):
+    """Seconds per propagated frame with 1 and 3 objects, ours then official, on the same clip."""
+    folder = os.path.join(tempfile.mkdtemp(), 'clip')
+    _videoclip(args, folder)
+    ours, theirs = _videopredictors(args, ckpt)
+    rows = []
+    with torch.inference_mode():
+        for num_objects in (1, 3):
+            mine, mine_out = _track(ours, folder, num_objects)
+            official, official_out = _track(theirs, folder, num_objects)
+            rows.append((f'video s/frame, {num_objects} object{"s" if num_objects > 1 else ""}', mine, official,
+                         mine / official, _videoagreement(mine_out, official_out)))
+    return rows
+
+
+def videomemorychild(args):
+    """Propagate one object through a long synthetic video in this process; print RSS (MiB) every 50 frames."""
+    folder = args.video_memory_child_folder
+    ours, theirs = _videopredictors(args, args.ckpt, image_size=args.video_memory_size)
+    predictor = ours if args.video_memory_child == 'ours' else theirs
+    baseline = _rsskib('VmRSS')
+    samples = {}
+    with torch.inference_mode():
+        state = predictor.init_state(folder)
+        predictor.add_new_points_or_box(state, frame_idx=0, obj_id=1, points=np.array([[200, 270]], np.float32),
+                                        labels=np.array([1], np.int32))
+        start = time.perf_counter()
+        for frame_idx, _, _ in predictor.propagate_in_video(state):
+            if frame_idx % 50 == 0 or frame_idx == args.video_memory_frames - 1:
+                samples[frame_idx] = (_rsskib('VmRSS') - baseline) / 1024
+        seconds = time.perf_counter() - start
+    print(json.dumps({'samples': samples, 'seconds': seconds, 'peak_extra_mib': (_rsskib('VmHWM') - baseline) / 1024}))
+
+
+def videomemoryrows(args, ckpt):
+    """Resident memory while one object is tracked through a long synthetic video, each side in its own process,
+    at a reduced input size (both sides) so that hundreds of frames take minutes."""
+    folder = os.path.join(tempfile.mkdtemp(), 'long')
+    os.makedirs(folder)
+    _syntheticvideo(folder, args.video_memory_frames, 480, 854)
+    rows = []
+    results = {}
+    for side in ('ours', 'official'):
+        command = [sys.executable, os.path.abspath(__file__), '--video-memory-child', side, '--cfg', args.cfg,
+                   '--ckpt', ckpt, '--video-memory-child-folder', folder, '--video-memory-size', str(args.video_memory_size),
+                   '--video-memory-frames', str(args.video_memory_frames)]
+        if args.threads:
+            command += ['--threads', str(args.threads)]
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        results[side] = json.loads(output.strip().splitlines()[-1])
+    frames = args.video_memory_frames
+    mine, official = results['ours'], results['official']
+    marks = sorted({int(k) for k in mine['samples']} & {int(k) for k in official['samples']})
+    growth = '; '.join(f'frame {t}: {mine["samples"][str(t)]:.0f} vs {official["samples"][str(t)]:.0f}' for t in sorted(set(marks[::3] + marks[-1:])))
+    rows.append((f'video {frames} frames at {args.video_memory_size}px, 1 object (total s)', mine['seconds'],
+                 official['seconds'], mine['seconds'] / official['seconds'],
+                 f'extra resident MiB ours vs official, {growth}; peak {mine["peak_extra_mib"]:.0f} vs '
+                 f'{official["peak_extra_mib"]:.0f}'))
+    return rows
+
+
 def main():
     args = parseargs()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.amg_child:
         return amgchild(args)
+    if args.video_memory_child:
+        return videomemorychild(args)
     from oraclecheckpoints import writecheckpoint
 
     tasks = set(args.tasks.split(','))
@@ -193,8 +332,14 @@ def main():
         rows += imagerows(args, ckpt)
     if 'amg' in tasks:
         rows += amgrows(args, ckpt)
+    if 'video' in tasks:
+        rows += videorows(args, ckpt)
+    if 'videomemory' in tasks:
+        rows += videomemoryrows(args, ckpt)
     images = [f'{name} ({image.shape[1]}x{image.shape[0]}) for {task}' for task, path in (('image', args.image), ('amg', args.amg_image))
               if task in tasks for image, name in [loadimage(path)]]
+    if 'video' in tasks:
+        images.append(f'{os.path.basename(args.video)} (first {args.video_frames} frames) for video')
     print(f'# {args.cfg}, float32 CPU; {"; ".join(images)}; {machine()}; {datetime.date.today().isoformat()}')
     header = ('measurement', 'ours (s)', 'official (s)', 'ours/official', 'same outputs?')
     if args.markdown:
