@@ -12,7 +12,7 @@ from ...bricks import HEADS, MLP, LayerNorm2d, BuildActivation, BuildTransformer
 from .transformer import TwoWayTransformer
 
 # prompts decoded at once on a CPU: larger batches outgrow the caches and pay a page fault per 4 KiB of every
-# fresh activation (glibc maps big blocks anew each time), so they run in chunks; results are unchanged
+# fresh activation (glibc maps big blocks anew each time), so they run in chunks (same results up to round-off)
 CPU_PROMPT_CHUNK = 2
 
 
@@ -118,7 +118,7 @@ class MaskDecoder(nn.Module):
         bulk of the cost). Returns ``(masks (K, 4h, 4w) logits, iou_pred (K,), index (K, 2))``, where
         ``index`` holds each kept mask's (prompt, output) position in :meth:`forward`'s outputs.
         """
-        if multimask_output is False and self.dynamic_multimask_via_stability and not self.training:
+        if not multimask_output and self.dynamic_multimask_via_stability and not self.training:
             raise ValueError('decodeconfident needs multimask_output=True or a decoder without dynamic multimask '
                              'selection (it chooses outputs by their masks)')
         return _inchunks(self._confidentchunk, image_embeddings, image_pe, sparse_prompt_embeddings,
