@@ -1,6 +1,7 @@
 import os
 
 import pytest
+import torch
 
 from oraclecheckpoints import CHECKPOINT_NAMES, writecheckpoint
 
@@ -31,3 +32,13 @@ def torchhome(checkpointdir, monkeypatch):
     """Point torch.hub at the session's checkpoint cache (what a user's offline cache looks like)."""
     monkeypatch.setenv('TORCH_HOME', str(checkpointdir))
     return checkpointdir
+
+
+@pytest.fixture(scope='module')
+def onethread():
+    """One torch thread for a module of tiny steps: a second OpenMP thread only adds barrier waits, which
+    grow a hundredfold when other processes share the cores. Use with ``pytest.mark.usefixtures``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -16,13 +16,7 @@ def _model(version='2.1', **options):
     return BuildSegmentor(cfg).eval()
 
 
-@pytest.fixture(scope='module', autouse=True)
-def onethread():
-    # tiny steps: a second OpenMP thread only adds barrier waits, which balloon when cores are shared
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('onethread')
 
 
 @pytest.fixture(scope='module')

@@ -48,14 +48,12 @@ def _buildpair(name, ckpt, size, cfgedit=None, overrides=()):
     return ours, theirs
 
 
+pytestmark = pytest.mark.usefixtures('onethread')
+
+
 @pytest.fixture(scope='module', autouse=True)
 def reporterrors():
-    # these small steps are a few ms each; a second OpenMP thread only adds barrier waits, and when the
-    # cores are shared with other processes those waits grow a hundredfold
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(threads)
     print('\ntrackstep parity, max error / max(1, scale):', {k: f'{v:.2e}' for k, v in sorted(MAXERR.items())})
 
 

@@ -31,13 +31,7 @@ def makeframes(n=NUM_FRAMES, h=H, w=W):
     return frames
 
 
-@pytest.fixture(scope='module', autouse=True)
-def onethread():
-    # tiny models: a second OpenMP thread only adds waits, badly so when other processes share the cores
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('onethread')
 
 
 @pytest.fixture(scope='module')

@@ -36,13 +36,12 @@ PRESENT_BIAS = 3.0
 MAXERR, MINAGREE = {}, {}
 
 
+pytestmark = pytest.mark.usefixtures('onethread')
+
+
 @pytest.fixture(scope='module', autouse=True)
-def onethread():
-    # small models: a second OpenMP thread only adds waits, badly so when other processes share the cores
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def reporterrors():
     yield
-    torch.set_num_threads(threads)
     print('\nvideo predictor parity, max error / max(1, scale):', {k: f'{v:.2e}' for k, v in sorted(MAXERR.items())},
           'min binary agreement:', {k: f'{v:.5f}' for k, v in sorted(MINAGREE.items())})
 
