@@ -50,17 +50,21 @@ def fillholes(mask_logits, threshold, max_hole_area=0, max_sprinkle_area=0):
     """
     if max_hole_area <= 0 and max_sprinkle_area <= 0:
         return mask_logits
-    fg = (mask_logits > threshold).cpu().numpy()
-    holes = np.zeros_like(fg)
-    sprinkles = np.zeros_like(fg)
-    for index in np.ndindex(fg.shape[:2]):
-        # both are judged on the original mask (as Meta's predictor does), not on the hole-filled one
-        if max_hole_area > 0:
-            holes[index] = _smallcomponents(~fg[index], max_hole_area)
-        if max_sprinkle_area > 0:
-            sprinkles[index] = _smallcomponents(fg[index], max_sprinkle_area)
-    out = torch.where(torch.from_numpy(holes).to(mask_logits.device), threshold + 10.0, mask_logits)
-    return torch.where(torch.from_numpy(sprinkles).to(mask_logits.device), threshold - 10.0, out)
+    fg = mask_logits > threshold
+    # both are judged on the original mask (as Meta's predictor does), not on the hole-filled one
+    out = torch.where(smallregions(~fg, max_hole_area), threshold + 10.0, mask_logits)
+    return torch.where(smallregions(fg, max_sprinkle_area), threshold - 10.0, out)
+
+
+def smallregions(regions, max_area):
+    """(..., H, W) bool -> same-shape bool map of the 8-connected components of each (H, W) map with at most
+    ``max_area`` pixels (all False when ``max_area`` <= 0). OpenCV on the CPU; the result is on ``regions``' device."""
+    small = np.zeros(regions.shape, dtype=bool)
+    if max_area > 0:
+        maps = regions.cpu().numpy()
+        for index in np.ndindex(maps.shape[:-2]):
+            small[index] = _smallcomponents(maps[index], max_area)
+    return torch.from_numpy(small).to(regions.device)
 
 
 def _smallcomponents(region, max_area):

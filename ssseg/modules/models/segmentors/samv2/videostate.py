@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from .prompts import BOX_LABELS, asboxes, aspoints
-from .transforms import fillholes
+from .transforms import smallregions
 
 # logit Meta's video predictor writes into a filled hole: just above the 0 threshold
 HOLE_FILL_LOGIT = 0.1
@@ -225,9 +225,7 @@ def fillsmallholes(pred_masks, max_area):
     """
     if max_area <= 0:
         return pred_masks, None
-    # fillholes marks a hole by writing threshold + 10 there; every hole pixel was <= 0 before
-    marked = fillholes(pred_masks, 0.0, max_hole_area=max_area)
-    is_hole = marked != pred_masks
+    is_hole = smallregions(pred_masks <= 0, max_area)
     if not bool(is_hole.any()):
         return pred_masks, None
     index = is_hole.flatten().nonzero().squeeze(1)
