@@ -30,10 +30,11 @@ def buildoraclemodel(name, ckptpath=None, **kwargs):
     return build_sam2(ORACLE_CONFIGS[name], ckptpath, device='cpu', **kwargs)
 
 
-def writecheckpoint(name, path, seed=0):
-    """Write a perturbed random ``{'model': state_dict}`` for config ``name`` to ``path`` (atomically)."""
+def writecheckpoint(name, path, seed=0, **build_kwargs):
+    """Write a perturbed random ``{'model': state_dict}`` for config ``name`` to ``path`` (atomically);
+    ``build_kwargs`` go to Meta's builder (e.g. ``hydra_overrides_extra``)."""
     torch.manual_seed(seed)  # the oracle's own random init, so a checkpoint is the same in every run
-    model = buildoraclemodel(name, apply_postprocessing=False)
+    model = buildoraclemodel(name, apply_postprocessing=False, **build_kwargs)
     generator = torch.Generator().manual_seed(seed)
     state = model.state_dict()
     for key, tensor in state.items():

@@ -1,4 +1,6 @@
 """Shared helpers for module-level parity tests against Meta's sam2 modules."""
+import contextlib
+
 import torch
 
 
@@ -19,3 +21,18 @@ def assertclose(ours, theirs, rtol=1e-4):
         return
     error = (ours - theirs).abs().max().item()
     assert error <= rtol * max(1.0, theirs.abs().max().item()), f'max abs error {error:.3g}'
+
+
+@contextlib.contextmanager
+def temporaryattributes(objects, **values):
+    """Set the same attributes on every object (ours and Meta's) for the duration of a block."""
+    saved = [{key: getattr(obj, key) for key in values} for obj in objects]
+    for obj in objects:
+        for key, value in values.items():
+            setattr(obj, key, value)
+    try:
+        yield
+    finally:
+        for obj, old in zip(objects, saved):
+            for key, value in old.items():
+                setattr(obj, key, value)

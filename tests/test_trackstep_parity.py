@@ -12,8 +12,8 @@ import contextlib
 import pytest
 import torch
 
-from oraclecheckpoints import HYPERNETWORK_GAIN, buildoraclemodel
-from parityhelpers import assertclose
+from oraclecheckpoints import buildoraclemodel, writecheckpoint
+from parityhelpers import temporaryattributes, assertclose
 from ssseg.modules.models.segmentors.samv2.modelchoice import buildsamv2
 from ssseg.modules.utils.configs import loadsegmentorcfg
 
@@ -87,21 +87,6 @@ def _checkstoredmemory(ours, theirs, num_ptr_tokens):
     flipped = (diff > 0).float().mean().item()
     assert flipped <= BF16_FLIP_FRACTION, f'{flipped:.2%} of stored memory values differ by a rounding step'
     MAXERR['memory_bf16_flip_fraction'] = max(MAXERR.get('memory_bf16_flip_fraction', 0.0), flipped)
-
-
-@contextlib.contextmanager
-def _options(pair, **options):
-    """Set model attributes on both models for the duration of a test."""
-    saved = [{k: getattr(m, k) for k in options} for m in pair]
-    for model in pair:
-        for key, value in options.items():
-            setattr(model, key, value)
-    try:
-        yield
-    finally:
-        for model, values in zip(pair, saved):
-            for key, value in values.items():
-                setattr(model, key, value)
 
 
 @contextlib.contextmanager
@@ -276,7 +261,7 @@ def test_trackstep_sequence(models, options, reverse):
         settings['use_signed_tpos_enc_to_obj_ptrs'] = not models[0].use_signed_tpos_enc_to_obj_ptrs
     tracker = _Tracker(models, batch_size=2)
     try:
-        with _options(models, **settings):
+        with temporaryattributes(models, **settings):
             outs = _scenario(tracker, reverse)
     finally:
         tracker.close()
@@ -298,7 +283,7 @@ def test_encodenewmemory_and_nonoverlap(models):
         assert ours.applynonoverlapconstraints(single) is single
         for non_overlap in (False, True):
             for from_points in (False, True):
-                with _options(models, non_overlap_masks_for_mem_enc=non_overlap):
+                with temporaryattributes(models, non_overlap_masks_for_mem_enc=non_overlap):
                     mine = ours.encodenewmemory(feats, sizes, masks, scores, from_points)
                     official = theirs._encode_new_memory(feats, sizes, masks, scores, from_points)
                 _check('maskmem_features', mine[0], official[0])
@@ -329,18 +314,8 @@ WIDE_OVERRIDES = ['++model.directly_add_no_mem_embed=false', '++model.memory_enc
 def test_trackstep_no_mem_token_and_unsplit_pointers(tmp_path):
     """The initial frame goes through memory attention with the no-memory token; pointers stay one token."""
     name = 'samv21_hiera_tiny'
-    torch.manual_seed(7)
-    oracle = buildoraclemodel(name, hydra_overrides_extra=[f'++model.image_size={SIZE}', *WIDE_OVERRIDES],
-                              apply_postprocessing=False)
-    generator = torch.Generator().manual_seed(7)
-    state = oracle.state_dict()
-    for key, tensor in state.items():
-        if tensor.is_floating_point():
-            tensor.add_(torch.randn(tensor.shape, generator=generator) * 0.02)
-        if 'output_hypernetworks_mlps' in key and '.layers.2.' in key:
-            tensor.mul_(HYPERNETWORK_GAIN)
     ckpt = tmp_path / 'wide.pt'
-    torch.save({'model': state}, ckpt)
+    writecheckpoint(name, ckpt, seed=7, hydra_overrides_extra=[f'++model.image_size={SIZE}', *WIDE_OVERRIDES])
     pair = _buildpair(name, str(ckpt), SIZE, cfgedit=_widememories, overrides=WIDE_OVERRIDES)
     assert pair[0].mem_dim == pair[0].hidden_dim == 256
     tracker = _Tracker(pair, batch_size=2, num_frames=4)

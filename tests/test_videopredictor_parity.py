@@ -14,7 +14,6 @@ pointer to attend to: tracking backwards from the last frame with only earlier p
 an object's first prompt. The scenarios start every pass where each object has one; ours also tracks such
 frames (test_videopredictor.py's scenario ends with one).
 """
-import contextlib
 
 import cv2
 import numpy as np
@@ -22,7 +21,7 @@ import pytest
 import torch
 
 from oraclecheckpoints import ORACLE_CONFIGS
-from parityhelpers import assertclose
+from parityhelpers import temporaryattributes, assertclose
 from testimages import syntheticimage
 from ssseg.modules.models.segmentors.samv2 import SAMV2VideoPredictor
 from ssseg.modules.utils.configs import loadsegmentorcfg
@@ -74,20 +73,6 @@ def buildpair(makeckpt, name=NAME, size=SIZE, apply_postprocessing=True):
         for model in (ours.model, theirs):
             model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.add_(PRESENT_BIAS)
     return ours, theirs
-
-
-@contextlib.contextmanager
-def options(pair, **values):
-    saved = [{key: getattr(p, key) for key in values} for p in pair]
-    for predictor in pair:
-        for key, value in values.items():
-            setattr(predictor, key, value)
-    try:
-        yield
-    finally:
-        for predictor, old in zip(pair, saved):
-            for key, value in old.items():
-                setattr(predictor, key, value)
 
 
 @pytest.fixture(scope='module')
@@ -256,7 +241,7 @@ def test_non_overlap_masks(pair, clip, monkeypatch):
         assert ((ours > 0) == (theirs > 0)).float().mean().item() >= MIN_AGREEMENT
         assert not ((ours > 0).sum(0) > 1).any()
 
-    with options(pair, non_overlap_masks=True):
+    with temporaryattributes(pair, non_overlap_masks=True):
         session = Session(pair, clip, 'non_overlap')
         session.compare = decided
         session.call('add_new_points_or_box', 0, 1, box=[10, 20, 110, 90])
@@ -302,7 +287,7 @@ def test_hole_filling_where_meta_applies_it(pair, clip, monkeypatch):
     monkeypatch.setattr(sam2.utils.misc, 'get_connected_components', opencvcomponents)
     area = 24
     rebuilt = recordrebuilds(monkeypatch, pair[0])
-    with options(pair, fill_hole_area=area):
+    with temporaryattributes(pair, fill_hole_area=area):
         session = Session(pair, clip, 'fill_holes')
         session.call('add_new_mask', 0, 1, mask(box=(20, 20, 100, 90)) & ~mask(box=(50, 40, 62, 52)))
         session.call('add_new_points_or_box', 0, 2, points=[[120, 70]], labels=[1])
