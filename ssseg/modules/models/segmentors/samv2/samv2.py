@@ -13,6 +13,7 @@ from ..builder import SEGMENTORS
 from ...backbones import BuildBackbone
 from ...bricks import MLP, BuildHead, BuildTransformer
 from ....utils.checkpoints import loadpretrained
+from ....utils.heap import keepheap
 from .trackstep import SAMV2TrackingMixin
 
 # logit given to every pixel of an object predicted absent from the frame
@@ -153,6 +154,7 @@ class SAMV2(SAMV2TrackingMixin, nn.Module):
         return self
 
     # ------------------------------------------------------------------ image features
+    @keepheap()
     def forwardimage(self, images):
         """Run the image encoder on (B, 3, S, S) normalized images (S = image_size).
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ....utils.heap import holdheapfor
 from .modelchoice import buildsamv2, choosesegmentorcfg
 from .samv2 import NO_OBJ_SCORE
 from .videoio import VideoFrames
@@ -78,6 +79,8 @@ class SAMV2VideoPredictor:
         if apply_postprocessing:
             # what the user clicked is what gets remembered
             self.model.binarize_mask_from_pts_for_mem_enc = True
+        if self.model.device.type == 'cpu':
+            holdheapfor(self)  # activations are reused from call to call instead of page-faulted anew
         self.fill_hole_area = fill_hole_area
         self.non_overlap_masks = bool(non_overlap_masks)
         self.clear_non_cond_mem_around_input = bool(clear_non_cond_mem_around_input)
@@ -239,21 +242,27 @@ class SAMV2VideoPredictor:
         if self.release_memory:
             releaseoutside(state, start_frame_idx, reverse, window)
         for frame_idx in tqdm(order, desc='propagate in video', disable=not self._showprogress()):
-            masks = []
-            for obj_idx in range(num_objects):
-                obj_outputs = outputs[obj_idx]
-                if frame_idx in obj_outputs[COND]:
-                    pred_masks = obj_outputs[COND][frame_idx]['pred_masks'].to(state['device'], non_blocking=True)
-                    self._clearmemoryaround(state, obj_idx, frame_idx)
-                else:
-                    record, pred_masks = self._inferframe(state, obj_idx, frame_idx, False, reverse=reverse,
-                                                          run_mem_encoder=True)
-                    obj_outputs[NON_COND][frame_idx] = record
-                state['frames_tracked_per_obj'][obj_idx][frame_idx] = {'reverse': reverse}
-                masks.append(pred_masks)
+            masks = self._trackframe(state, frame_idx, num_objects, reverse)
             if self.release_memory:
                 releaseframe(state, frame_idx - sign * (window + 1))
             yield frame_idx, list(state['obj_ids']), self._tovideores(state, torch.cat(masks, dim=0))
+
+    def _trackframe(self, state, frame_idx, num_objects, reverse):
+        """Every object's low-res logits on one frame: its prompted masks, or tracked from memory."""
+        outputs = state['output_dict_per_obj']
+        masks = []
+        for obj_idx in range(num_objects):
+            obj_outputs = outputs[obj_idx]
+            if frame_idx in obj_outputs[COND]:
+                pred_masks = obj_outputs[COND][frame_idx]['pred_masks'].to(state['device'], non_blocking=True)
+                self._clearmemoryaround(state, obj_idx, frame_idx)
+            else:
+                record, pred_masks = self._inferframe(state, obj_idx, frame_idx, False, reverse=reverse,
+                                                      run_mem_encoder=True)
+                obj_outputs[NON_COND][frame_idx] = record
+            state['frames_tracked_per_obj'][obj_idx][frame_idx] = {'reverse': reverse}
+            masks.append(pred_masks)
+        return masks
 
     # ------------------------------------------------------------------ internals: prompts
     def _promptframe(self, state, obj_idx, frame_idx, point_inputs=None, mask_inputs=None):
