@@ -168,3 +168,25 @@ def test_encoder_bad_arguments():
         SAMV2ImageEncoder(trunk=trunk, neck=dict(neck, backbone_channel_list=[8, 16]))
     with pytest.raises(ValueError, match='scalp'):
         SAMV2ImageEncoder(trunk=trunk, neck=dict(neck, backbone_channel_list=[16, 8]), scalp=2)
+
+
+def test_hiera_position_embedding_cache_follows_parameters():
+    """The cached position embedding equals a fresh interpolation and is rebuilt when the weights or grid change."""
+    torch.manual_seed(0)
+    trunk = Hiera(**TINY_TRUNK).eval()
+    with torch.no_grad():
+        trunk.pos_embed.normal_()
+        first = trunk._posembed(16, 16)
+        assert trunk._posembed(16, 16) is first
+        torch.testing.assert_close(first, trunk._interpolateposembed(16, 16), rtol=0, atol=0)
+        trunk.load_state_dict({**trunk.state_dict(), 'pos_embed': torch.randn_like(trunk.pos_embed)})
+        second = trunk._posembed(16, 16)
+        torch.testing.assert_close(second, trunk._interpolateposembed(16, 16), rtol=0, atol=0)
+        assert not torch.equal(first, second)
+        assert trunk._posembed(32, 32).shape == (1, 32, 32, 96)
+    with torch.inference_mode():
+        torch.testing.assert_close(trunk._posembed(16, 16), second, rtol=0, atol=0)
+    # training with autograd: never cached, gradients reach the parameter
+    trunk.train()
+    trunk._posembed(16, 16).sum().backward()
+    assert trunk.pos_embed.grad is not None
