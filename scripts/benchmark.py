@@ -44,6 +44,13 @@ def parseargs():
     parser.add_argument('--video', default=os.path.join(ROOT, '..', 'shared', 'data', 'videos', 'bedroom'),
                         help='JPEG frame folder for video timing (default: the docs bedroom clip; synthetic if absent)')
     parser.add_argument('--video-frames', type=int, default=6, help='frames of the clip to propagate through')
+    parser.add_argument('--video-repeats', type=int, default=2, help='runs of each side per video measurement (median)')
+    parser.add_argument('--video-tuned-official', action='store_true',
+                        help='also time the official predictor with glibc tuned by environment as ours tunes it')
+    parser.add_argument('--video-child', default=None, help=argparse.SUPPRESS)
+    parser.add_argument('--video-child-folder', default=None, help=argparse.SUPPRESS)
+    parser.add_argument('--video-child-output', default=None, help=argparse.SUPPRESS)
+    parser.add_argument('--video-objects', type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument('--video-memory-frames', type=int, default=600, help='length of the synthetic video for videomemory')
     parser.add_argument('--video-memory-size', type=int, default=256, help='model input size for videomemory (both sides)')
     parser.add_argument('--video-memory-child', default=None, help=argparse.SUPPRESS)
@@ -214,9 +221,9 @@ def _syntheticvideo(folder, num_frames, height, width):
         cv2.imwrite(os.path.join(folder, f'{i:05d}.jpg'), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
 
 
-def _videopredictors(args, ckpt, image_size=None):
-    """(ours, official) video predictors on one checkpoint, with hole filling off on both sides (the
-    official CPU build cannot fill holes)."""
+def _videopredictors(args, ckpt, image_size=None, side=None):
+    """(ours, official) video predictors on one checkpoint (only the ``side`` one when given, the other None),
+    with hole filling off on both sides (the official CPU build cannot fill holes)."""
     from oraclecheckpoints import ORACLE_CONFIGS
     from sam2.build_sam import build_sam2_video_predictor
     from ssseg.modules.models.segmentors.samv2 import SAMV2VideoPredictor
@@ -227,8 +234,10 @@ def _videopredictors(args, ckpt, image_size=None):
     if image_size:
         cfg['image_size'] = image_size
         overrides.append(f'++model.image_size={image_size}')
-    ours = SAMV2VideoPredictor(samv2_cfg=cfg, device='cpu', fill_hole_area=0)
-    theirs = build_sam2_video_predictor(ORACLE_CONFIGS[args.cfg], ckpt, device='cpu', hydra_overrides_extra=overrides)
+    ours = SAMV2VideoPredictor(samv2_cfg=cfg, device='cpu', fill_hole_area=0) if side in (None, 'ours') else None
+    theirs = None
+    if side in (None, 'official'):
+        theirs = build_sam2_video_predictor(ORACLE_CONFIGS[args.cfg], ckpt, device='cpu', hydra_overrides_extra=overrides)
     return ours, theirs
 
 
@@ -246,6 +255,15 @@ def _track(predictor, folder, num_objects):
     return seconds, outputs
 
 
+def videochild(args):
+    """Track ``--video-objects`` objects with one side in this process; print seconds per frame, save the logits."""
+    ours, theirs = _videopredictors(args, args.ckpt, side=args.video_child)
+    with torch.inference_mode():
+        seconds, outputs = _track(ours or theirs, args.video_child_folder, args.video_objects)
+    np.savez(args.video_child_output, **{str(t): logits for t, logits in outputs.items()})
+    print(json.dumps({'seconds': seconds}))
+
+
 def _videoagreement(ours, theirs):
     diff = max(float(np.abs(ours[t] - theirs[t]).max()) for t in theirs)
     scale = max(1.0, max(float(np.abs(theirs[t]).max()) for t in theirs))
@@ -253,26 +271,49 @@ def _videoagreement(ours, theirs):
     return f'masks {equal:.4%} equal, logits max diff {diff / scale:.1e} of scale'
 
 
+# glibc settings that make Meta's package reuse freed memory as ssseg's predictors do (ssseg/modules/utils/heap.py)
+TUNED_HEAP_ENV = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(2 ** 31 - 1)}
+
+
 def videorows(args, ckpt):
-    """Seconds per propagated frame with 1 and 3 objects, ours then official, on the same clip."""
-    folder = os.path.join(tempfile.mkdtemp(), 'clip')
+    """Seconds per propagated frame with 1 and 3 objects. Each run is a fresh process (the two packages
+    never share allocator state); ours and official alternate ``--video-repeats`` times; medians."""
+    workdir = tempfile.mkdtemp()
+    folder = os.path.join(workdir, 'clip')
     _videoclip(args, folder)
-    ours, theirs = _videopredictors(args, ckpt)
+    sides = [('ours', {}), ('official', {})] + ([('official', TUNED_HEAP_ENV)] if args.video_tuned_official else [])
     rows = []
-    with torch.inference_mode():
-        for num_objects in (1, 3):
-            mine, mine_out = _track(ours, folder, num_objects)
-            official, official_out = _track(theirs, folder, num_objects)
-            rows.append((f'video s/frame, {num_objects} object{"s" if num_objects > 1 else ""}', mine, official,
-                         mine / official, _videoagreement(mine_out, official_out)))
+    for num_objects in (1, 3):
+        seconds, outputs = {}, {}
+        for repeat in range(args.video_repeats):
+            for side, env in sides:
+                key = side + (' tuned' if env else '')
+                output = os.path.join(workdir, f'{key}-{num_objects}.npz')
+                command = [sys.executable, os.path.abspath(__file__), '--video-child', side, '--cfg', args.cfg, '--ckpt', ckpt,
+                           '--video-child-folder', folder, '--video-objects', str(num_objects),
+                           '--video-child-output', output]
+                if args.threads:
+                    command += ['--threads', str(args.threads)]
+                result = subprocess.run(command, check=True, capture_output=True, text=True, env={**os.environ, **env})
+                seconds.setdefault(key, []).append(json.loads(result.stdout.strip().splitlines()[-1])['seconds'])
+                with np.load(output) as saved:
+                    outputs[key] = {int(t): saved[t] for t in saved.files}
+        name = f'video s/frame, {num_objects} object{"s" if num_objects > 1 else ""}'
+        mine = statistics.median(seconds['ours'])
+        for key in seconds:
+            if key == 'ours':
+                continue
+            official = statistics.median(seconds[key])
+            label = name + (' (official with glibc env tuned as ours)' if key.endswith('tuned') else '')
+            rows.append((label, mine, official, mine / official, _videoagreement(outputs['ours'], outputs[key])))
     return rows
 
 
 def videomemorychild(args):
     """Propagate one object through a long synthetic video in this process; print RSS (MiB) every 50 frames."""
     folder = args.video_memory_child_folder
-    ours, theirs = _videopredictors(args, args.ckpt, image_size=args.video_memory_size)
-    predictor = ours if args.video_memory_child == 'ours' else theirs
+    ours, theirs = _videopredictors(args, args.ckpt, image_size=args.video_memory_size, side=args.video_memory_child)
+    predictor = ours or theirs
     baseline = _rsskib('VmRSS')
     samples = {}
     with torch.inference_mode():
@@ -322,6 +363,8 @@ def main():
         return amgchild(args)
     if args.video_memory_child:
         return videomemorychild(args)
+    if args.video_child:
+        return videochild(args)
     from oraclecheckpoints import writecheckpoint
 
     tasks = set(args.tasks.split(','))
