@@ -190,3 +190,13 @@ def test_hiera_position_embedding_cache_follows_parameters():
     trunk.train()
     trunk._posembed(16, 16).sum().backward()
     assert trunk.pos_embed.grad is not None
+
+
+def test_hiera_built_under_inference_mode_runs_everywhere():
+    """Weights created under inference_mode have no version counter: the embedding is recomputed, not cached."""
+    with torch.inference_mode():
+        trunk = Hiera(**TINY_TRUNK).eval()
+        inside = trunk(torch.randn(1, 3, 64, 64))
+    with torch.no_grad():
+        outside = trunk(torch.randn(1, 3, 64, 64))
+    assert [o.shape for o in inside] == [o.shape for o in outside]

@@ -221,7 +221,9 @@ class Hiera(nn.Module):
         if height % window.shape[-2] or width % window.shape[-1]:
             raise ValueError(f'the token grid ({height}, {width}) (input size / 4) must be a multiple of '
                              f'window_spec[0]={window.shape[-1]}')
-        if torch.is_grad_enabled() and (self.pos_embed.requires_grad or window.requires_grad):
+        if (torch.is_grad_enabled() and (self.pos_embed.requires_grad or window.requires_grad)) or (
+                self.pos_embed.is_inference() or window.is_inference()):
+            # training, or weights created under inference_mode (no version counter to watch)
             return self._interpolateposembed(height, width)
         key = (height, width, self.pos_embed.device, self.pos_embed.dtype, self.pos_embed.data_ptr(), window.data_ptr(),
                self.pos_embed._version, window._version)
