@@ -19,5 +19,6 @@ setup(
     python_requires='>=3.9',
     install_requires=requirements,
     extras_require={'test': ['pytest', 'hydra-core>=1.3.2', 'iopath>=0.1.10', 'setuptools']},
+    entry_points={'console_scripts': ['ssseg = ssseg.inference:main']},
     license='Apache-2.0',
 )

@@ -1,0 +1,136 @@
+"""Argument parsing and the entry point of ``python -m ssseg.inference`` / ``ssseg``.
+
+    ssseg image --cfg samv21_hiera_tiny --image truck.jpg --point 500,375 --outdir out
+    ssseg amg   --cfg samv21_hiera_tiny --image photos/ --points-per-side 32 --outdir out
+    ssseg video --cfg samv21_hiera_tiny --video bedroom.mp4 --frame 0 --obj 1 --point 210,350 --outdir out
+
+Bad input ends the command with a one-line ``ssseg <command>: error: ...`` on stderr and exit status 2;
+a folder run where some images failed exits with 1 after finishing the others.
+"""
+import argparse
+import os
+import sys
+
+import torch
+from tqdm import tqdm
+
+from .distributed import Ranks
+from .imagejobs import AMG_OPTIONS, runimages
+from .videojob import runvideo
+
+
+class _Ordered(argparse.Action):
+    """Record --frame/--obj/--point/--box in command-line order (a point belongs to the latest --obj)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        events = getattr(namespace, 'events', None) or []
+        events.append((self.dest, values))
+        namespace.events = events
+
+
+def _commonoptions():
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument('--cfg', required=True,
+                        help='config: a file under ssseg/configs/samv2/ or its bare name, e.g. samv21_hiera_tiny')
+    common.add_argument('--ckpt', default=None, help="checkpoint path or URL (default: the config's)")
+    common.add_argument('--device', default=None, help='cpu, cuda or cuda:N (default: cuda if available, else cpu)')
+    common.add_argument('--outdir', required=True, help='output folder (created if missing; nothing in it is removed)')
+    return common
+
+
+def buildparser():
+    parser = argparse.ArgumentParser(prog='ssseg', description='SAM 2 inference from the command line: masks on disk.')
+    commands = parser.add_subparsers(dest='command', required=True, metavar='{image,amg,video}')
+    common = _commonoptions()
+
+    image = commands.add_parser('image', parents=[common], help='segment objects from points and boxes')
+    image.add_argument('--image', required=True, help='an image file, or a folder of images')
+    image.add_argument('--point', action='append', default=[], metavar='X,Y[,LABEL]',
+                       help='a click in pixels; LABEL 1 (default) foreground, 0 background; repeatable')
+    image.add_argument('--box', action='append', default=[], metavar='X1,Y1,X2,Y2', help='a box in pixels; repeatable')
+    image.add_argument('--multimask', action='store_true', help='three candidate masks per object instead of one')
+    image.add_argument('--prompts', default=None, metavar='FILE',
+                       help='JSON {"points": [[x, y, label]...], "boxes": [[x1, y1, x2, y2]...]}, or such an entry per image file name')
+    image.add_argument('--overwrite', action='store_true', help='redo images that already have results')
+
+    amg = commands.add_parser('amg', parents=[common], help='automatic masks of everything in the image(s)')
+    amg.add_argument('--image', required=True, help='an image file, or a folder of images')
+    for name, kind in AMG_OPTIONS:
+        flag = '--' + name.replace('_', '-')
+        if kind is bool:
+            amg.add_argument(flag, dest=name, action='store_const', const=True, default=None, help='generator option')
+        else:
+            amg.add_argument(flag, dest=name, type=kind, default=None, help=f'generator option ({kind.__name__})')
+    amg.add_argument('--overwrite', action='store_true', help='redo images that already have results')
+
+    video = commands.add_parser('video', parents=[common], help='track objects prompted on frames through a video')
+    video.add_argument('--video', required=True, help='a video file (mp4, ...) or a folder of numbered JPEG frames')
+    video.add_argument('--frame', dest='frame', action=_Ordered, metavar='N', help='frame of the prompts that follow (default 0)')
+    video.add_argument('--obj', dest='obj', action=_Ordered, metavar='ID', help='object id of the prompts that follow')
+    video.add_argument('--point', dest='point', action=_Ordered, metavar='X,Y[,LABEL]', help='a click on the current frame and object')
+    video.add_argument('--box', dest='box', action=_Ordered, metavar='X1,Y1,X2,Y2', help='a box on the current frame and object')
+    video.add_argument('--prompts', default=None, metavar='FILE',
+                       help='JSON list of {"frame": N, "obj": ID, "points": [[x, y, label]...], "box": [x1, y1, x2, y2]}')
+    video.add_argument('--indexed', action='store_true', help='one PNG per frame whose values are object ids')
+    video.add_argument('--fps', type=float, default=None, help="overlay frame rate (default: the video's, or 24)")
+    video.set_defaults(events=[])
+    return parser
+
+
+def _loadcfg(args):
+    from ..modules.utils.configs import loadsegmentorcfg
+    try:
+        cfg = loadsegmentorcfg(args.cfg)
+    except (FileNotFoundError, ValueError) as error:
+        raise ValueError(f'--cfg: {error}') from None
+    if args.ckpt is not None:
+        if '://' not in args.ckpt and not os.path.isfile(args.ckpt):
+            raise FileNotFoundError(f'--ckpt: no such file: {args.ckpt!r}')
+        cfg['ckptpath'] = args.ckpt
+    if not cfg.get('ckptpath'):
+        raise ValueError(f'--ckpt: the config {args.cfg!r} names no checkpoint (ckptpath); give --ckpt PATH_OR_URL')
+    return cfg
+
+
+def _checkdevice(device):
+    if device is None:
+        return None
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f'--device must be cpu, cuda or cuda:N, got {device!r}') from None
+    if parsed.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'--device {device}: CUDA is not available on this machine (use --device cpu)')
+    if parsed.type not in ('cpu', 'cuda'):
+        raise ValueError(f'--device must be cpu, cuda or cuda:N, got {device!r}')
+    return device
+
+
+def main(argv=None):
+    """Run one sub-command; returns the exit status (0 done, 1 some images failed, 2 bad input)."""
+    parser = buildparser()
+    args = parser.parse_args(argv)
+    prefix = f'ssseg {args.command}'
+
+    def log(message):
+        # through tqdm, so that a message does not land in the middle of a progress bar's line
+        tqdm.write(f'{prefix}: {message}', file=sys.stderr)
+    try:
+        device = _checkdevice(args.device)
+        cfg = _loadcfg(args)
+        if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
+            raise NotADirectoryError(f'--outdir must be a folder (created if missing), got the file {args.outdir!r}')
+        with Ranks(device) as ranks:
+            if ranks.world > 1 and ranks.device.type == 'cpu' and 'OMP_NUM_THREADS' not in os.environ:
+                torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks.world))
+            with torch.no_grad():
+                if args.command == 'video':
+                    if ranks.world > 1:
+                        raise ValueError('video runs in one process; use torchrun only for image and amg folders')
+                    return runvideo(args, cfg, ranks.device, log)
+                return runimages(args, ranks, cfg, log)
+    except (ValueError, TypeError, OSError) as error:
+        message = ' '.join(str(error).split())
+        print(f'{prefix}: error: {message}', file=sys.stderr, flush=True)
+        return 2
+

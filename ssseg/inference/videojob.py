@@ -1,0 +1,146 @@
+"""The ``video`` sub-command: prompt objects on frames of a video, track them, write masks and an overlay.
+
+Outputs in ``--outdir``: ``masks/<obj id>/<frame:05d>.png`` (0/255 at the video's size) per frame and
+object, or with ``--indexed`` one ``indexed/<frame:05d>.png`` per frame whose pixel values are object ids
+(0 is background; later ids win where objects overlap); ``overlay.mp4`` (all objects over the frames);
+``video.json`` with the prompts and the frames written. Files are written as frames are tracked and each
+appears atomically, so memory stays bounded on long videos.
+"""
+import json
+import os
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..modules.utils.maskio import writeatomically
+from .promptargs import readjson, videoprompts
+
+PALETTE_SEED = 0
+
+
+def _palette(obj_ids):
+    rng = np.random.default_rng(PALETTE_SEED)
+    colors = rng.integers(40, 256, size=(max(obj_ids) + 1, 3))
+    return {obj_id: colors[obj_id] for obj_id in obj_ids}
+
+
+def _sourcefps(video, fps):
+    """The frame rate for the overlay: ``--fps``, else the video file's, else 24."""
+    if fps is not None:
+        if not fps > 0:
+            raise ValueError(f'--fps must be > 0, got {fps}')
+        return float(fps)
+    if os.path.isfile(video):
+        capture = cv2.VideoCapture(video)
+        rate = capture.get(cv2.CAP_PROP_FPS)
+        capture.release()
+        if rate and rate > 0:
+            return float(rate)
+    return 24.0
+
+
+def _maskpath(outdir, indexed, frame_idx, obj_id=None):
+    if indexed:
+        return os.path.join(outdir, 'indexed', f'{frame_idx:05d}.png')
+    return os.path.join(outdir, 'masks', str(obj_id), f'{frame_idx:05d}.png')
+
+
+def _writeframe(outdir, indexed, frame_idx, obj_ids, logits):
+    """Write one frame's masks from (N, 1, H, W) logits."""
+    masks = (logits[:, 0] > 0).cpu().numpy()
+    if indexed:
+        labels = np.zeros(masks.shape[1:], np.uint8)
+        for obj_id, mask in zip(obj_ids, masks):
+            labels[mask] = obj_id
+        path = _maskpath(outdir, True, frame_idx)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        writeatomically(path, lambda temp: cv2.imwrite(temp, labels))
+        return
+    for obj_id, mask in zip(obj_ids, masks):
+        path = _maskpath(outdir, False, frame_idx, obj_id)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        writeatomically(path, lambda temp, m=mask: cv2.imwrite(temp, m.astype(np.uint8) * 255))
+
+
+def _readmasks(outdir, indexed, frame_idx, obj_ids):
+    """{obj id: (H, W) bool} written for one frame (objects without a file are left out)."""
+    if indexed:
+        labels = cv2.imread(_maskpath(outdir, True, frame_idx), cv2.IMREAD_UNCHANGED)
+        return {} if labels is None else {obj_id: labels == obj_id for obj_id in obj_ids}
+    masks = {}
+    for obj_id in obj_ids:
+        mask = cv2.imread(_maskpath(outdir, False, frame_idx, obj_id), cv2.IMREAD_GRAYSCALE)
+        if mask is not None:
+            masks[obj_id] = mask > 127
+    return masks
+
+
+def _writeoverlay(path, frames, frame_range, outdir, indexed, obj_ids, fps):
+    """overlay.mp4: every frame in ``frame_range`` with its objects blended in (mp4v, OpenCV only)."""
+    colors = _palette(obj_ids)
+    height, width = frames.video_height, frames.video_width
+
+    def writer(temp):
+        video = cv2.VideoWriter(temp, cv2.VideoWriter_fourcc(*'mp4v'), fps, (width, height))
+        if not video.isOpened():
+            return False
+        try:
+            for frame_idx in tqdm(frame_range, desc='overlay video', disable=len(frame_range) < 10):
+                canvas = frames.rgbframe(frame_idx).astype(np.float32)
+                for obj_id, mask in _readmasks(outdir, indexed, frame_idx, obj_ids).items():
+                    canvas[mask] = 0.5 * canvas[mask] + 0.5 * colors[obj_id]
+                video.write(np.ascontiguousarray(np.clip(canvas, 0, 255).astype(np.uint8)[..., ::-1]))
+        finally:
+            video.release()
+        return True
+    writeatomically(path, writer)
+
+
+def runvideo(args, cfg, device, log):
+    """Prompt, propagate (forward, and backward when the first prompt is after frame 0), write; returns 0."""
+    from ..modules.models.segmentors.samv2 import SAMV2VideoPredictor
+    data = readjson(args.prompts) if args.prompts is not None else None
+    groups = videoprompts(args.events, data, args.prompts)
+    obj_ids = sorted({g['obj'] for g in groups})
+    if args.indexed and not 1 <= min(obj_ids) <= max(obj_ids) <= 255:
+        bad = min(obj_ids) if min(obj_ids) < 1 else max(obj_ids)
+        raise ValueError(f'--indexed writes 8-bit PNGs with 0 for background: object ids must be 1..255, got {bad}')
+    if not os.path.exists(args.video):
+        raise FileNotFoundError(f'--video: no such file or folder: {args.video!r}')
+    predictor = SAMV2VideoPredictor(samv2_cfg=cfg, device=device)
+    try:
+        state = predictor.initstate(args.video)
+    except ValueError as error:
+        raise ValueError(f'--video: {error}') from None
+    num_frames = state['num_frames']
+    for group in groups:
+        if group['frame'] >= num_frames:
+            raise ValueError(f'--frame {group["frame"]} is out of range: the video has {num_frames} frames (0..{num_frames - 1})')
+        points = np.asarray(group['points'], np.float32).reshape(-1, 2) if group['points'] else None
+        labels = np.asarray(group['labels'], np.int32) if group['points'] else None
+        predictor.addnewpointsorbox(state, group['frame'], group['obj'], points=points, labels=labels, box=group['box'])
+    os.makedirs(args.outdir, exist_ok=True)
+    first = min(g['frame'] for g in groups)
+    passes = [predictor.propagateinvideo(state, start_frame_idx=first)]
+    if first > 0:
+        passes.append(predictor.propagateinvideo(state, start_frame_idx=first, reverse=True))
+    written = set()
+    for frames in passes:
+        for frame_idx, ids, logits in frames:
+            _writeframe(args.outdir, args.indexed, frame_idx, ids, logits)
+            written.add(frame_idx)
+    frame_range = sorted(written)
+    overlay = os.path.join(args.outdir, 'overlay.mp4')
+    _writeoverlay(overlay, state['images'], frame_range, args.outdir, args.indexed, obj_ids,
+                  _sourcefps(args.video, args.fps))
+    summary = {'video': args.video, 'num_frames': num_frames, 'frames_written': [frame_range[0], frame_range[-1]],
+               'objects': obj_ids, 'prompts': groups, 'masks': 'indexed/<frame>.png' if args.indexed else
+               'masks/<obj id>/<frame>.png', 'overlay': 'overlay.mp4', 'cfg': args.cfg, 'ckpt': cfg['ckptpath']}
+
+    def writer(temp):
+        with open(temp, 'w', encoding='utf-8') as file:
+            json.dump(summary, file, indent=1)
+    writeatomically(os.path.join(args.outdir, 'video.json'), writer)
+    log(f'wrote masks of {len(obj_ids)} object(s) on {len(frame_range)} frame(s) and {overlay}')
+    return 0
