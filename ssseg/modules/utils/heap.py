@@ -10,8 +10,9 @@ the setting for their lifetime (``holdheapfor``): freed memory stays cached for 
 much as PyTorch's CUDA allocator caches GPU memory.
 
 It does nothing when the C library is not glibc, when the process set its own malloc options
-(``MALLOC_MMAP_MAX_``, ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_ARENA_MAX_`` or ``GLIBC_TUNABLES``), when
-another allocator is preloaded (jemalloc, tcmalloc), or when ``SSSEG_KEEP_HEAP=0``.
+(any of ``_USER_MALLOC_SETTINGS`` in the environment), when another allocator is preloaded (jemalloc,
+tcmalloc, mimalloc), or when ``SSSEG_KEEP_HEAP=0``. Once changed, glibc's dynamic mmap threshold stays
+off (the threshold keeps the value it had reached), as after any ``mallopt`` call.
 """
 import contextlib
 import ctypes
