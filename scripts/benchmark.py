@@ -1,7 +1,8 @@
 """Speed of ssseg's SAMV2 side by side with Meta's sam2 package, on one checkpoint and image, in one run.
 
 Prints, for each measurement, the median time of ours and of the official package and their ratio
-(ours / official; below 1 is faster), and checks that both gave the same outputs.
+(ours / official; below 1 is faster), and checks that both gave the same outputs. Each side runs in
+its own fresh processes (the packages never share allocator state or warm-up), alternating with the other.
 
     python scripts/benchmark.py --cfg samv21_hiera_tiny --image ../shared/data/images/truck.jpg
 
@@ -40,6 +41,8 @@ def parseargs():
                         help='image for the mask generator (default: the docs cars image)')
     parser.add_argument('--amg-grids', default='16,32,16all',
                         help="points_per_side values to time (32 is the default); suffix 'all' keeps every candidate")
+    parser.add_argument('--image-child', default=None, help=argparse.SUPPRESS)
+    parser.add_argument('--image-child-output', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--amg-child', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--video', default=os.path.join(ROOT, '..', 'shared', 'data', 'videos', 'bedroom'),
                         help='JPEG frame folder for video timing (default: the docs bedroom clip; synthetic if absent)')
@@ -64,19 +67,6 @@ def loadimage(path):
         return cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB), os.path.basename(path)
     from testimages import syntheticimage
     return syntheticimage(1200, 1800), 'synthetic 1800x1200'
-
-
-def timeboth(ours, theirs, repeats):
-    """Median seconds of ``repeats`` calls of each function, alternating them so drifts in machine load hit
-    both alike, after one warm-up call each; returns (ours median, theirs median, ours result, theirs result)."""
-    results = [ours(), theirs()]
-    times = ([], [])
-    for _ in range(repeats):
-        for i, fn in enumerate((ours, theirs)):
-            start = time.perf_counter()
-            results[i] = fn()
-            times[i].append(time.perf_counter() - start)
-    return statistics.median(times[0]), statistics.median(times[1]), results[0], results[1]
 
 
 def machine():
@@ -156,38 +146,79 @@ def amgrows(args, ckpt):
     return rows
 
 
-def imagerows(args, ckpt):
-    """Time the image predictors (ours and official) on the same image, alternating runs."""
-    from oraclecheckpoints import buildoraclemodel
-    from sam2.sam2_image_predictor import SAM2ImagePredictor
-    from ssseg.modules.models.segmentors.samv2 import SAMV2ImagePredictor
-    from ssseg.modules.utils.configs import loadsegmentorcfg
+def _imagecases(width, height, repeats):
+    """(name, call on a predictor, timed runs) of the image benchmark."""
+    point = dict(point_coords=np.array([[width // 2, height // 2]]), point_labels=np.array([1]))
+    return [
+        ('setimage', None, repeats),
+        ('predict 1 point (multimask)', lambda p: p.predict(**point), 4 * repeats),
+        ('predict box', lambda p: p.predict(box=np.array([width // 4, height // 4, width // 2, height // 2]),
+                                            multimask_output=False), 4 * repeats),
+        ('predict 4 boxes', lambda p: p.predict(box=np.array([[0, 0, width // 2, height // 2]] * 4),
+                                                multimask_output=False), 2 * repeats),
+    ]
 
-    cfg = loadsegmentorcfg(args.cfg)
-    cfg['ckptpath'] = ckpt
-    ours = SAMV2ImagePredictor(samv2_cfg=cfg, device='cpu')
-    theirs = SAM2ImagePredictor(buildoraclemodel(args.cfg, ckpt))
+
+def imagechild(args):
+    """One side's image predictor in this process: print each case's times as JSON, save its outputs."""
+    from oraclecheckpoints import buildoraclemodel
+    from ssseg.modules.utils.configs import loadsegmentorcfg
+    if args.image_child == 'ours':
+        from ssseg.modules.models.segmentors.samv2 import SAMV2ImagePredictor
+        cfg = loadsegmentorcfg(args.cfg)
+        cfg['ckptpath'] = args.ckpt
+        predictor = SAMV2ImagePredictor(samv2_cfg=cfg, device='cpu')
+    else:
+        from sam2.sam2_image_predictor import SAM2ImagePredictor
+        predictor = SAM2ImagePredictor(buildoraclemodel(args.cfg, args.ckpt))
     image, _ = loadimage(args.image)
     height, width = image.shape[:2]
-    point = dict(point_coords=np.array([[width // 2, height // 2]]), point_labels=np.array([1]))
-    cases = [
-        ('setimage', lambda p: p.set_image(image), args.repeats),
-        ('predict 1 point (multimask)', lambda p: p.predict(**point), 4 * args.repeats),
-        ('predict box', lambda p: p.predict(box=np.array([width // 4, height // 4, width // 2, height // 2]),
-                                            multimask_output=False), 4 * args.repeats),
-        ('predict 4 boxes', lambda p: p.predict(box=np.array([[0, 0, width // 2, height // 2]] * 4),
-                                                multimask_output=False), 2 * args.repeats),
-    ]
-    rows = []
+    times, outputs = {}, {}
     with torch.inference_mode():
-        for name, fn, repeats in cases:
-            mine, official, mine_out, official_out = timeboth(lambda: fn(ours), lambda: fn(theirs), repeats)
-            if name == 'setimage':
-                diff = (ours.getimageembedding() - theirs.get_image_embedding()).abs().max().item()
-                same = f'embedding max diff {diff:.1e}'
+        for name, fn, repeats in _imagecases(width, height, args.repeats):
+            call = (lambda: predictor.set_image(image)) if fn is None else (lambda: fn(predictor))
+            result = call()  # warm-up
+            times[name] = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                result = call()
+                times[name].append(time.perf_counter() - start)
+            if fn is None:
+                outputs[name] = predictor.get_image_embedding().numpy()
             else:
-                same = agreement(mine_out, official_out)
-            rows.append((name, mine, official, mine / official, same))
+                for i, array in enumerate(result):
+                    outputs[f'{name}/{i}'] = np.asarray(array)
+    np.savez(args.image_child_output, **outputs)
+    print(json.dumps(times))
+
+
+def imagerows(args, ckpt):
+    """Time the image predictors, each side in fresh processes (no shared allocator state), ours and official
+    alternating twice; medians over all timed runs of both processes of a side."""
+    workdir = tempfile.mkdtemp()
+    times, outputs = {'ours': {}, 'official': {}}, {}
+    for _ in range(2):
+        for side in ('ours', 'official'):
+            output = os.path.join(workdir, f'{side}.npz')
+            command = [sys.executable, os.path.abspath(__file__), '--image-child', side, '--cfg', args.cfg, '--ckpt', ckpt,
+                       '--image', args.image, '--repeats', str(args.repeats), '--image-child-output', output]
+            if args.threads:
+                command += ['--threads', str(args.threads)]
+            result = subprocess.run(command, check=True, capture_output=True, text=True)
+            for name, values in json.loads(result.stdout.strip().splitlines()[-1]).items():
+                times[side].setdefault(name, []).extend(values)
+            with np.load(output) as saved:
+                outputs[side] = {key: saved[key] for key in saved.files}
+    image, _ = loadimage(args.image)
+    rows = []
+    for name, _, _ in _imagecases(image.shape[1], image.shape[0], args.repeats):
+        mine, official = statistics.median(times['ours'][name]), statistics.median(times['official'][name])
+        if name == 'setimage':
+            diff = float(np.abs(outputs['ours'][name] - outputs['official'][name]).max())
+            same = f'embedding max diff {diff:.1e}'
+        else:
+            same = agreement(*[[outputs[side][f'{name}/{i}'] for i in range(3)] for side in ('ours', 'official')])
+        rows.append((name, mine, official, mine / official, same))
     return rows
 
 
@@ -359,6 +390,8 @@ def main():
     args = parseargs()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.image_child:
+        return imagechild(args)
     if args.amg_child:
         return amgchild(args)
     if args.video_memory_child:
