@@ -36,11 +36,13 @@ def parseargs():
     parser.add_argument('--repeats', type=int, default=7, help='timed runs of setimage (predict runs 4x as many)')
     parser.add_argument('--threads', type=int, default=None, help='torch threads (default: torch default)')
     parser.add_argument('--markdown', action='store_true', help='print the table as markdown')
-    parser.add_argument('--tasks', default='image,amg', help='comma-separated: image (predictor), amg (mask generator), video (s/frame), videomemory (long video RSS)')
+    parser.add_argument('--tasks', default='image,amg', help='comma-separated: image (predictor), flops (encoder GFLOP/s vs matmul peak), amg (mask generator), '
+                        'video (s/frame), videomemory (long video RSS)')
     parser.add_argument('--amg-image', default=os.path.join(ROOT, '..', 'shared', 'data', 'images', 'cars.jpg'),
                         help='image for the mask generator (default: the docs cars image)')
     parser.add_argument('--amg-grids', default='16,32,16all',
                         help="points_per_side values to time (32 is the default); suffix 'all' keeps every candidate")
+    parser.add_argument('--flops-child', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--image-child', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--image-child-output', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--amg-child', default=None, help=argparse.SUPPRESS)
@@ -190,6 +192,91 @@ def imagechild(args):
                     outputs[f'{name}/{i}'] = np.asarray(array)
     np.savez(args.image_child_output, **outputs)
     print(json.dumps(times))
+
+
+def _attentionflops(counter):
+    """A stand-in for F.scaled_dot_product_attention that adds its multiply-adds x 2 to counter[0]
+    (torch's flop counter does not see the CPU fused kernel)."""
+    import torch.nn.functional as F
+    sdpa = F.scaled_dot_product_attention
+
+    def counted(q, k, v, *args, **kwargs):
+        batch = q.shape[:-2].numel()
+        counter[0] += 2 * batch * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+        return sdpa(q, k, v, *args, **kwargs)
+    return sdpa, counted
+
+
+def matmulpeak(dtype=torch.float32, sizes=(1024, 2048), repeats=5):
+    """Best GFLOP/s of square matrix products on this machine; None when the dtype has no fast kernel here
+    (a 256^3 probe below 10 GFLOP/s: such a build would take minutes on the large sizes)."""
+    probe = torch.randn(256, 256).to(dtype)
+    torch.mm(probe, probe)
+    if 2 * 256 ** 3 / _timed(lambda: torch.mm(probe, probe)) / 1e9 < 10:
+        return None
+    best = 0.0
+    for size in sizes:
+        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+        torch.mm(a, b)
+        best = max(best, max(2 * size ** 3 / _timed(lambda: torch.mm(a, b)) / 1e9 for _ in range(repeats)))
+    return best
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def flopschild(args):
+    """One side's image encoder on a 1024 x 1024 input: print its GFLOP count and median seconds as JSON."""
+    import torch.nn.functional as F
+    from oraclecheckpoints import buildoraclemodel
+    if args.flops_child == 'ours':
+        from ssseg.modules.models.segmentors.samv2 import SAMV2ImagePredictor
+        from ssseg.modules.utils.configs import loadsegmentorcfg
+        cfg = loadsegmentorcfg(args.cfg)
+        cfg['ckptpath'] = args.ckpt
+        predictor = SAMV2ImagePredictor(samv2_cfg=cfg, device='cpu')
+        encoder = predictor.model.image_encoder
+        size = predictor.model.image_size
+    else:
+        model = buildoraclemodel(args.cfg, args.ckpt)
+        encoder, size = model.image_encoder, model.image_size
+    x = torch.randn(1, 3, size, size)
+    counter = [0]
+    with torch.inference_mode():
+        plain, counted = _attentionflops(counter)
+        F.scaled_dot_product_attention = counted
+        try:
+            from torch.utils.flop_counter import FlopCounterMode
+            flops = FlopCounterMode(display=False)
+            with flops:
+                encoder(x)
+        finally:
+            F.scaled_dot_product_attention = plain
+        encoder(x)  # warm-up
+        seconds = statistics.median(_timed(lambda: encoder(x)) for _ in range(args.repeats))
+    print(json.dumps({'gflop': (flops.get_total_flops() + counter[0]) / 1e9, 'seconds': seconds}))
+
+
+def flopsrows(args, ckpt):
+    """Image encoder seconds and achieved GFLOP/s, ours and official (fresh processes), against the matmul peak."""
+    results = {}
+    for side in ('ours', 'official'):
+        command = [sys.executable, os.path.abspath(__file__), '--flops-child', side, '--cfg', args.cfg, '--ckpt', ckpt,
+                   '--repeats', str(args.repeats)]
+        if args.threads:
+            command += ['--threads', str(args.threads)]
+        result = subprocess.run(command, check=True, capture_output=True, text=True)
+        results[side] = json.loads(result.stdout.strip().splitlines()[-1])
+    peak32, peak16 = matmulpeak(), matmulpeak(torch.bfloat16)
+    mine, official = results['ours'], results['official']
+    rate = lambda r: r['gflop'] / r['seconds']  # noqa: E731
+    note = (f"{mine['gflop']:.0f} GFLOP per image; ours {rate(mine):.0f} GFLOP/s, official {rate(official):.0f} GFLOP/s; "
+            f"matmul peak float32 {peak32:.0f} GFLOP/s, bfloat16 " + (f"{peak16:.0f}" if peak16 else 'no fast kernel in this build'))
+    return [('image encoder (one 1024x1024 input)', mine['seconds'], official['seconds'],
+             mine['seconds'] / official['seconds'], note)]
 
 
 def imagerows(args, ckpt):
@@ -392,6 +479,8 @@ def main():
         torch.set_num_threads(args.threads)
     if args.image_child:
         return imagechild(args)
+    if args.flops_child:
+        return flopschild(args)
     if args.amg_child:
         return amgchild(args)
     if args.video_memory_child:
@@ -406,6 +495,8 @@ def main():
     rows = []
     if 'image' in tasks:
         rows += imagerows(args, ckpt)
+    if 'flops' in tasks:
+        rows += flopsrows(args, ckpt)
     if 'amg' in tasks:
         rows += amgrows(args, ckpt)
     if 'video' in tasks:
