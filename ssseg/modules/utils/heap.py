@@ -5,9 +5,9 @@ unmaps it on ``free``. A SAM 2 forward pass allocates and frees hundreds of acti
 so on Linux every one of them costs a page fault per 4 KiB page: 0.3 M faults, about a fifth of the
 image encoder's time on a 2-core VM. Inside ``keepheap()`` large blocks come from the heap and freed
 memory stays there for the next layer; when the outermost scope exits, glibc's default limits are
-restored and free memory goes back to the system as usual (``malloc_trim``). The predictors hold
-the setting for their lifetime (``holdheapfor``): freed memory stays cached for their next call,
-much as PyTorch's CUDA allocator caches GPU memory.
+restored and free memory goes back to the system as usual (``malloc_trim``). A model built for a
+predictor on a CPU holds the setting for its lifetime (``holdheapfor``): freed memory stays cached
+for the next call, much as PyTorch's CUDA allocator caches GPU memory.
 
 It does nothing when the C library is not glibc, when the process set its own malloc options
 (any of ``_USER_MALLOC_SETTINGS`` in the environment), when another allocator is preloaded (jemalloc,
@@ -93,7 +93,7 @@ def keepheap():
 def holdheapfor(owner):
     """Keep the heap as in ``keepheap()`` for as long as ``owner`` lives (until it is garbage-collected).
 
-    The predictors hold it, so that consecutive calls (frames, images) reuse the buffers of the last.
+    Predictor models hold it, so that consecutive calls (frames, images) reuse the buffers of the last.
     """
     if _libc is not None:
         _acquire()

@@ -1,7 +1,6 @@
 """SAMV2ImagePredictor: embed an image once, then segment it from points, boxes and masks."""
 import torch
 
-from ....utils.heap import holdheapfor
 from .modelchoice import buildsamv2, choosesegmentorcfg
 from .prompts import BOX_LABELS, asboxes, asmaskinput, aspoints
 from .transforms import SAMV2Transforms, asrgbimage
@@ -35,8 +34,6 @@ class SAMV2ImagePredictor:
         )
         self.model = buildsamv2(cfg, device=device, load_ckpt_strict=load_ckpt_strict,
                                 apply_postprocessing=apply_postprocessing)
-        if self.model.device.type == 'cpu':
-            holdheapfor(self)  # activations are reused from call to call instead of page-faulted anew
         self.mask_threshold = mask_threshold
         self.transforms = SAMV2Transforms(self.model.image_size, mask_threshold, max_hole_area, max_sprinkle_area)
         self.resetpredictor()

@@ -5,6 +5,7 @@ import torch
 
 from ..builder import BuildSegmentor
 from ....utils.configs import loadsegmentorcfg
+from ....utils.heap import holdheapfor
 
 # constructor flag -> shipped config (each names Meta's checkpoint URL)
 DEFAULT_MODELS = {
@@ -48,7 +49,8 @@ def buildsamv2(cfg, device=None, load_ckpt_strict=True, apply_postprocessing=Tru
     """Build SAMV2 from ``cfg``, load ``cfg['ckptpath']`` (if set) and return it in eval mode on ``device``.
 
     ``apply_postprocessing`` falls back to multimask output when a single mask is unstable
-    (stability delta 0.05, threshold 0.98), as Meta's builder does.
+    (stability delta 0.05, threshold 0.98), as Meta's builder does. On a CPU the model keeps freed
+    memory in the heap while it lives (``ssseg.modules.utils.heap``).
     """
     cfg = copy.deepcopy(cfg)
     if apply_postprocessing:
@@ -57,5 +59,7 @@ def buildsamv2(cfg, device=None, load_ckpt_strict=True, apply_postprocessing=Tru
     if not cfg.get('ckptpath'):
         raise ValueError('samv2_cfg["ckptpath"] must name the checkpoint (a URL or a local path): a predictor '
                          'never runs with random weights')
-    model = BuildSegmentor(cfg).loadckpt(strict=load_ckpt_strict)
-    return model.to(defaultdevice(device)).eval()
+    model = BuildSegmentor(cfg).loadckpt(strict=load_ckpt_strict).to(defaultdevice(device)).eval()
+    if model.device.type == 'cpu':
+        holdheapfor(model)  # activations are reused from call to call instead of page-faulted anew
+    return model

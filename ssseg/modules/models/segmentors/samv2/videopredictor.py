@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ....utils.heap import holdheapfor
 from .modelchoice import buildsamv2, choosesegmentorcfg
 from .samv2 import NO_OBJ_SCORE
 from .videoio import VideoFrames
@@ -79,8 +78,6 @@ class SAMV2VideoPredictor:
         if apply_postprocessing:
             # what the user clicked is what gets remembered
             self.model.binarize_mask_from_pts_for_mem_enc = True
-        if self.model.device.type == 'cpu':
-            holdheapfor(self)  # activations are reused from call to call instead of page-faulted anew
         self.fill_hole_area = fill_hole_area
         self.non_overlap_masks = bool(non_overlap_masks)
         self.clear_non_cond_mem_around_input = bool(clear_non_cond_mem_around_input)
