@@ -50,16 +50,14 @@ class Ranks:
         """This rank's share of ``items`` (a sorted list): every world-th item from index rank."""
         return items[self.rank::self.world]
 
-
-def gatherfailures(ranks, failures):
-    """Sum of ``failures`` over all ranks (a barrier too)."""
-    if not ranks._group:
-        return failures
-    import torch.distributed as dist
-    device = ranks.device if ranks.device.type == 'cuda' else torch.device('cpu')
-    total = torch.tensor([failures], dtype=torch.int64, device=device)
-    dist.all_reduce(total)
-    return int(total.item())
+    def sum(self, count):
+        """``count`` summed over all ranks (every rank waits here for the others)."""
+        if not self._group:
+            return count
+        import torch.distributed as dist
+        total = torch.tensor([count], dtype=torch.int64, device=self.device)
+        dist.all_reduce(total)
+        return int(total.item())
 
 
 def mergecoco(per_image_paths, path, image_names):

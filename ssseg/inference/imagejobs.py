@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..modules.utils.maskio import recordstococo, recordstolabelmap, writeatomically
-from .distributed import gatherfailures, mergecoco
+from .distributed import mergecoco
 from .promptargs import imageprompts, imagepromptsfromfile, readjson
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -161,7 +161,7 @@ def runimages(args, ranks, cfg, log):
                     raise
                 failures += 1
                 log(f'failed on {path!r}: {error}')
-    failures = gatherfailures(ranks, failures)
+    failures = ranks.sum(failures)
     if folder is not None and args.command == 'amg' and ranks.rank == 0:
         if failures:
             log(f'{failures} image(s) failed; {MERGED_NAME} is written once every image succeeded (re-run to finish)')
