@@ -34,6 +34,8 @@ def _commonoptions():
                         help='config: a file under ssseg/configs/samv2/ or its bare name, e.g. samv21_hiera_tiny')
     common.add_argument('--ckpt', default=None, help="checkpoint path or URL (default: the config's)")
     common.add_argument('--device', default=None, help='cpu, cuda or cuda:N (default: cuda if available, else cpu)')
+    common.add_argument('--precision', default='float32', choices=('float32', 'bfloat16'),
+                        help='float32 (default, matches Meta) or the opt-in bfloat16 (faster on GPUs and AVX512-BF16/AMX CPUs)')
     common.add_argument('--outdir', required=True, help='output folder (created if missing; nothing in it is removed)')
     return common
 

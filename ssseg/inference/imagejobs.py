@@ -122,7 +122,7 @@ def runimages(args, ranks, cfg, log):
     """``image`` or ``amg`` over ``args.image``; returns the exit status (0, or 1 when some images failed)."""
     folder, paths = listimages(args.image)
     names = [os.path.basename(p) for p in paths]
-    settings = {'command': args.command, 'cfg': args.cfg, 'ckpt': cfg['ckptpath']}
+    settings = {'command': args.command, 'cfg': args.cfg, 'ckpt': cfg['ckptpath'], 'precision': args.precision}
     if args.command == 'image':
         if args.prompts is not None:
             if args.point or args.box:
@@ -191,11 +191,11 @@ def amgoptions(args):
 def _buildworker(args, cfg, device):
     from ..modules.models.segmentors.samv2 import SAMV2AutomaticMaskGenerator, SAMV2ImagePredictor
     if args.command == 'image':
-        return SAMV2ImagePredictor(samv2_cfg=cfg, device=device)
+        return SAMV2ImagePredictor(samv2_cfg=cfg, device=device, precision=args.precision)
     options = amgoptions(args)
     try:
         return SAMV2AutomaticMaskGenerator(samv2_cfg=cfg, device=device, output_mode='coco_rle', progress=False,
-                                           **options)
+                                           precision=args.precision, **options)
     except ValueError as error:
         # name the flags the user typed, not the generator's keyword arguments
         message = str(error)

@@ -108,7 +108,7 @@ def runvideo(args, cfg, device, log):
         raise ValueError(f'--indexed writes 8-bit PNGs with 0 for background: object ids must be 1..255, got {bad}')
     if not os.path.exists(args.video):
         raise FileNotFoundError(f'--video: no such file or folder: {args.video!r}')
-    predictor = SAMV2VideoPredictor(samv2_cfg=cfg, device=device)
+    predictor = SAMV2VideoPredictor(samv2_cfg=cfg, device=device, precision=args.precision)
     try:
         state = predictor.initstate(args.video)
     except ValueError as error:
@@ -136,7 +136,8 @@ def runvideo(args, cfg, device, log):
                   _sourcefps(args.video, args.fps))
     summary = {'video': args.video, 'num_frames': num_frames, 'frames_written': [frame_range[0], frame_range[-1]],
                'objects': obj_ids, 'prompts': groups, 'masks': 'indexed/<frame>.png' if args.indexed else
-               'masks/<obj id>/<frame>.png', 'overlay': 'overlay.mp4', 'cfg': args.cfg, 'ckpt': cfg['ckptpath']}
+               'masks/<obj id>/<frame>.png', 'overlay': 'overlay.mp4', 'cfg': args.cfg, 'ckpt': cfg['ckptpath'],
+               'precision': args.precision}
 
     def writer(temp):
         with open(temp, 'w', encoding='utf-8') as file:

@@ -36,8 +36,8 @@ class SAMV2AutomaticMaskGenerator:
     masks (OpenCV, any device). ``use_m2m`` refines each mask once more with its own logits as a mask
     prompt. ``output_mode``: 'binary_mask' (H x W bool arrays), 'uncompressed_rle' or 'coco_rle'.
     ``progress``: show a progress bar (None: only when stderr is a terminal).
-    The model is chosen as for :class:`SAMV2ImagePredictor`; ``apply_postprocessing`` defaults to False
-    as in Meta's docs for this generator.
+    The model (and ``precision``) is chosen as for :class:`SAMV2ImagePredictor`; ``apply_postprocessing``
+    defaults to False as in Meta's docs for this generator.
     """
 
     def __init__(self, points_per_side=32, points_per_batch=64, pred_iou_thresh=0.8, stability_score_thresh=0.95,
@@ -47,7 +47,7 @@ class SAMV2AutomaticMaskGenerator:
                  samv2_cfg=None, use_default_samv2_l=False, use_default_samv2_bplus=False, use_default_samv2_s=False,
                  use_default_samv2_t=False, use_default_samv21_l=False, use_default_samv21_bplus=False,
                  use_default_samv21_s=False, use_default_samv21_t=False, device=None, load_ckpt_strict=True,
-                 apply_postprocessing=False, progress=None):
+                 apply_postprocessing=False, progress=None, precision='float32'):
         if (points_per_side is None) == (point_grids is None):
             raise ValueError('give exactly one of points_per_side (an int; set it to None when passing point_grids) and '
                              f'point_grids (a list of (K, 2) arrays in [0, 1]); got points_per_side={points_per_side!r} and '
@@ -87,6 +87,7 @@ class SAMV2AutomaticMaskGenerator:
             use_default_samv21_s=use_default_samv21_s, use_default_samv21_t=use_default_samv21_t, device=device,
             load_ckpt_strict=load_ckpt_strict, apply_postprocessing=apply_postprocessing,
             mask_threshold=mask_threshold, max_hole_area=min_mask_region_area, max_sprinkle_area=min_mask_region_area,
+            precision=precision,
         )
 
     @staticmethod

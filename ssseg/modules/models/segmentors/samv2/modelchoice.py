@@ -6,6 +6,7 @@ import torch
 from ..builder import BuildSegmentor
 from ....utils.configs import loadsegmentorcfg
 from ....utils.heap import holdheapfor
+from .precision import checkprecision, warnifslow
 
 # constructor flag -> shipped config (each names Meta's checkpoint URL)
 DEFAULT_MODELS = {
@@ -45,13 +46,15 @@ def choosesegmentorcfg(samv2_cfg=None, **flags):
     return copy.deepcopy(samv2_cfg)
 
 
-def buildsamv2(cfg, device=None, load_ckpt_strict=True, apply_postprocessing=True):
+def buildsamv2(cfg, device=None, load_ckpt_strict=True, apply_postprocessing=True, precision='float32'):
     """Build SAMV2 from ``cfg``, load ``cfg['ckptpath']`` (if set) and return it in eval mode on ``device``.
 
     ``apply_postprocessing`` falls back to multimask output when a single mask is unstable
-    (stability delta 0.05, threshold 0.98), as Meta's builder does. On a CPU the model keeps freed
+    (stability delta 0.05, threshold 0.98), as Meta's builder does. ``precision='bfloat16'`` opts in to
+    bfloat16 autocast (``precision.py``; warns where the device has no fast bfloat16). On a CPU the model keeps freed
     memory in the heap while it lives (``ssseg.modules.utils.heap``).
     """
+    precision = checkprecision(precision)
     cfg = copy.deepcopy(cfg)
     if apply_postprocessing:
         cfg['mask_decoder'] = {**cfg.get('mask_decoder', {}), 'dynamic_multimask_via_stability': True,
@@ -60,6 +63,8 @@ def buildsamv2(cfg, device=None, load_ckpt_strict=True, apply_postprocessing=Tru
         raise ValueError('samv2_cfg["ckptpath"] must name the checkpoint (a URL or a local path): a predictor '
                          'never runs with random weights')
     model = BuildSegmentor(cfg).loadckpt(strict=load_ckpt_strict).to(defaultdevice(device)).eval()
+    model.precision = precision
+    warnifslow(precision, model.device)
     if model.device.type == 'cpu':
         holdheapfor(model)  # activations are reused from call to call instead of page-faulted anew
     return model

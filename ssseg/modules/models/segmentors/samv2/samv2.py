@@ -14,6 +14,7 @@ from ...backbones import BuildBackbone
 from ...bricks import MLP, BuildHead, BuildTransformer
 from ....utils.checkpoints import loadpretrained
 from ....utils.heap import keepheap
+from .precision import inmodelprecision
 from .trackstep import SAMV2TrackingMixin
 
 # logit given to every pixel of an object predicted absent from the frame
@@ -62,6 +63,8 @@ class SAMV2(SAMV2TrackingMixin, nn.Module):
         if image_size % backbone_stride != 0:
             raise ValueError(f'image_size must be a multiple of backbone_stride={backbone_stride}, got {image_size}')
         self.ckptpath = ckptpath
+        # 'bfloat16' runs the decorated entry points under autocast (set by the predictors, never the default)
+        self.precision = 'float32'
         # image encoder: Hiera trunk + FPN neck
         self.image_encoder = BuildBackbone(image_encoder)
         self.hidden_dim = self.image_encoder.neck.d_model
@@ -155,6 +158,7 @@ class SAMV2(SAMV2TrackingMixin, nn.Module):
 
     # ------------------------------------------------------------------ image features
     @keepheap()
+    @inmodelprecision
     def forwardimage(self, images):
         """Run the image encoder on (B, 3, S, S) normalized images (S = image_size).
 
@@ -197,6 +201,7 @@ class SAMV2(SAMV2TrackingMixin, nn.Module):
         return {'image_embed': image_embed, 'high_res_feats': list(maps[:-1])}
 
     # ------------------------------------------------------------------ SAM heads
+    @inmodelprecision
     def decodeprompts(self, image_embed, high_res_feats, points=None, mask_input=None, multimask_output=True,
                       repeat_image=False, min_iou=None):
         """Prompt encoder + mask decoder on one image's (or a batch's) features.

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .positionencoding import sineencode1d
+from .precision import inmodelprecision
 
 # logits a binary mask input becomes when it is used directly as the output: sigmoid(-10) ~ 4.5e-5
 MASK_AS_OUTPUT_SCALE, MASK_AS_OUTPUT_BIAS = 20.0, -10.0
@@ -48,6 +49,7 @@ class SAMV2TrackingMixin:
     """Tracking step of SAM 2 / SAM 2.1 for an ``nn.Module`` that has SAMV2's options, parameters and heads."""
 
     # ------------------------------------------------------------------ public API
+    @inmodelprecision
     def trackstep(self, frame_idx, is_init_cond_frame, current_vision_feats, current_vision_pos_embeds, feat_sizes,
                   point_inputs, mask_inputs, output_dict, num_frames, track_in_reverse=False, run_mem_encoder=True,
                   prev_sam_mask_logits=None):
@@ -102,6 +104,7 @@ class SAMV2TrackingMixin:
         current_out.update(maskmem_features=maskmem_features, maskmem_pos_enc=maskmem_pos_enc)
         return current_out
 
+    @inmodelprecision
     def encodenewmemory(self, current_vision_feats, feat_sizes, pred_masks_high_res, object_score_logits,
                         is_mask_from_pts):
         """Encode a frame and its predicted masks into a memory.

@@ -44,6 +44,7 @@ class SAMV2VideoPredictor:
     objects only if ``clear_non_cond_mem_for_multi_obj``. ``add_all_frames_to_correct_as_cond``: a
     correction on a tracked frame makes it a conditioning frame.
     ``progress``: progress bar while propagating (None: only when stderr is a terminal).
+    ``precision``: 'float32' (default) or the opt-in 'bfloat16', as for :class:`SAMV2ImagePredictor`.
 
     Memory (details in :mod:`.videostate`): frames are decoded on demand and only the last frame's image
     features are cached. Memory features are stored as bfloat16 (as Meta's predictor stores them), with one
@@ -61,7 +62,7 @@ class SAMV2VideoPredictor:
                  device=None, load_ckpt_strict=True, apply_postprocessing=True, fill_hole_area=None,
                  non_overlap_masks=False, clear_non_cond_mem_around_input=False,
                  clear_non_cond_mem_for_multi_obj=False, add_all_frames_to_correct_as_cond=False, release_memory=True,
-                 progress=None):
+                 progress=None, precision='float32'):
         if fill_hole_area is None:
             fill_hole_area = 8 if apply_postprocessing else 0
         if isinstance(fill_hole_area, bool) or not isinstance(fill_hole_area, (int, float)) or not fill_hole_area >= 0:
@@ -74,7 +75,7 @@ class SAMV2VideoPredictor:
             use_default_samv21_s=use_default_samv21_s, use_default_samv21_t=use_default_samv21_t,
         )
         self.model = buildsamv2(cfg, device=device, load_ckpt_strict=load_ckpt_strict,
-                                apply_postprocessing=apply_postprocessing)
+                                apply_postprocessing=apply_postprocessing, precision=precision)
         if apply_postprocessing:
             # what the user clicked is what gets remembered
             self.model.binarize_mask_from_pts_for_mem_enc = True
