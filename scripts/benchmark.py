@@ -60,6 +60,9 @@ def parseargs():
     parser.add_argument('--video-memory-size', type=int, default=256, help='model input size for videomemory (both sides)')
     parser.add_argument('--video-memory-child', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--video-memory-child-folder', default=None, help=argparse.SUPPRESS)
+    parser.add_argument('--precision', default='float32', choices=('float32', 'bfloat16'),
+                        help="ours' precision for image, amg and video (official stays float32); with bfloat16 "
+                             'the last column gives the mask IoU against the official float32 output')
     return parser.parse_args()
 
 
@@ -81,12 +84,20 @@ def machine():
     return f'{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}'
 
 
+def maskiou(ours, theirs):
+    """Smallest IoU of corresponding binary masks (..., H, W); two empty masks count as 1."""
+    ours, theirs = (np.asarray(m).reshape(-1, *np.shape(m)[-2:]) for m in (ours, theirs))
+    ious = [1.0 if not (a | b).any() else (a & b).sum() / (a | b).sum() for a, b in zip(ours, theirs)]
+    return float(min(ious))
+
+
 def agreement(ours, theirs):
-    """How equal two predictions are: mask pixel agreement and the max abs difference of scores and logits."""
+    """How equal two predictions are: mask pixel agreement and IoU, the max abs difference of scores and logits."""
     masks = float(np.mean((ours[0] > 0.5) == (theirs[0] > 0.5)))
     values = max(float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
                  for a, b in zip(ours[1:], theirs[1:]))
-    return f'masks {masks:.4%} equal, scores/logits max diff {values:.1e}'
+    iou = maskiou(ours[0] > 0.5, theirs[0] > 0.5)
+    return f'masks {masks:.4%} equal (IoU >= {iou:.4f}), scores/logits max diff {values:.1e}'
 
 
 def _rsskib(field):
@@ -111,7 +122,8 @@ def amgchild(args):
         from ssseg.modules.models.segmentors.samv2 import SAMV2AutomaticMaskGenerator
         cfg = loadsegmentorcfg(args.cfg)
         cfg['ckptpath'] = args.ckpt
-        generator = SAMV2AutomaticMaskGenerator(samv2_cfg=cfg, device='cpu', output_mode='coco_rle', **options)
+        generator = SAMV2AutomaticMaskGenerator(samv2_cfg=cfg, device='cpu', output_mode='coco_rle',
+                                                precision=args.precision, **options)
     else:
         from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
         generator = SAM2AutomaticMaskGenerator(buildoraclemodel(args.cfg, args.ckpt, apply_postprocessing=False),
@@ -132,7 +144,7 @@ def amgrows(args, ckpt):
         results = {}
         for side in ('ours', 'official'):
             command = [sys.executable, os.path.abspath(__file__), '--amg-child', side, '--cfg', args.cfg, '--ckpt', ckpt,
-                       '--amg-image', args.amg_image, '--amg-grids', grid]
+                       '--amg-image', args.amg_image, '--amg-grids', grid, '--precision', args.precision]
             if args.threads:
                 command += ['--threads', str(args.threads)]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -169,7 +181,7 @@ def imagechild(args):
         from ssseg.modules.models.segmentors.samv2 import SAMV2ImagePredictor
         cfg = loadsegmentorcfg(args.cfg)
         cfg['ckptpath'] = args.ckpt
-        predictor = SAMV2ImagePredictor(samv2_cfg=cfg, device='cpu')
+        predictor = SAMV2ImagePredictor(samv2_cfg=cfg, device='cpu', precision=args.precision)
     else:
         from sam2.sam2_image_predictor import SAM2ImagePredictor
         predictor = SAM2ImagePredictor(buildoraclemodel(args.cfg, args.ckpt))
@@ -288,7 +300,8 @@ def imagerows(args, ckpt):
         for side in ('ours', 'official'):
             output = os.path.join(workdir, f'{side}.npz')
             command = [sys.executable, os.path.abspath(__file__), '--image-child', side, '--cfg', args.cfg, '--ckpt', ckpt,
-                       '--image', args.image, '--repeats', str(args.repeats), '--image-child-output', output]
+                       '--image', args.image, '--repeats', str(args.repeats), '--image-child-output', output,
+                       '--precision', args.precision]
             if args.threads:
                 command += ['--threads', str(args.threads)]
             result = subprocess.run(command, check=True, capture_output=True, text=True)
@@ -352,7 +365,9 @@ def _videopredictors(args, ckpt, image_size=None, side=None):
     if image_size:
         cfg['image_size'] = image_size
         overrides.append(f'++model.image_size={image_size}')
-    ours = SAMV2VideoPredictor(samv2_cfg=cfg, device='cpu', fill_hole_area=0) if side in (None, 'ours') else None
+    ours = None
+    if side in (None, 'ours'):
+        ours = SAMV2VideoPredictor(samv2_cfg=cfg, device='cpu', fill_hole_area=0, precision=args.precision)
     theirs = None
     if side in (None, 'official'):
         theirs = build_sam2_video_predictor(ORACLE_CONFIGS[args.cfg], ckpt, device='cpu', hydra_overrides_extra=overrides)
@@ -386,7 +401,8 @@ def _videoagreement(ours, theirs):
     diff = max(float(np.abs(ours[t] - theirs[t]).max()) for t in theirs)
     scale = max(1.0, max(float(np.abs(theirs[t]).max()) for t in theirs))
     equal = np.mean([np.mean((ours[t] > 0) == (theirs[t] > 0)) for t in theirs])
-    return f'masks {equal:.4%} equal, logits max diff {diff / scale:.1e} of scale'
+    iou = min(maskiou(ours[t] > 0, theirs[t] > 0) for t in theirs)
+    return f'masks {equal:.4%} equal (IoU >= {iou:.4f}), logits max diff {diff / scale:.1e} of scale'
 
 
 # glibc settings that make Meta's package reuse freed memory as ssseg's predictors do (ssseg/modules/utils/heap.py)
@@ -409,7 +425,7 @@ def videorows(args, ckpt):
                 output = os.path.join(workdir, f'{key}-{num_objects}.npz')
                 command = [sys.executable, os.path.abspath(__file__), '--video-child', side, '--cfg', args.cfg, '--ckpt', ckpt,
                            '--video-child-folder', folder, '--video-objects', str(num_objects),
-                           '--video-child-output', output]
+                           '--video-child-output', output, '--precision', args.precision]
                 if args.threads:
                     command += ['--threads', str(args.threads)]
                 result = subprocess.run(command, check=True, capture_output=True, text=True, env={**os.environ, **env})
@@ -433,7 +449,7 @@ def videomemorychild(args):
     ours, theirs = _videopredictors(args, args.ckpt, image_size=args.video_memory_size, side=args.video_memory_child)
     predictor = ours or theirs
     baseline = _rsskib('VmRSS')
-    samples = {}
+    samples, elapsed = {}, {}  # at every 50th frame: extra resident MiB, seconds since propagation began
     with torch.inference_mode():
         state = predictor.init_state(folder)
         predictor.add_new_points_or_box(state, frame_idx=0, obj_id=1, points=np.array([[200, 270]], np.float32),
@@ -442,8 +458,16 @@ def videomemorychild(args):
         for frame_idx, _, _ in predictor.propagate_in_video(state):
             if frame_idx % 50 == 0 or frame_idx == args.video_memory_frames - 1:
                 samples[frame_idx] = (_rsskib('VmRSS') - baseline) / 1024
+                elapsed[frame_idx] = time.perf_counter() - start
         seconds = time.perf_counter() - start
-    print(json.dumps({'samples': samples, 'seconds': seconds, 'peak_extra_mib': (_rsskib('VmHWM') - baseline) / 1024}))
+    print(json.dumps({'samples': samples, 'elapsed': elapsed, 'seconds': seconds,
+                      'peak_extra_mib': (_rsskib('VmHWM') - baseline) / 1024}))
+
+
+def _windowrates(result):
+    """Seconds per frame in each window between two samples of a videomemory run, as 'a, b, ...'."""
+    marks = sorted((int(t), seconds) for t, seconds in result['elapsed'].items())
+    return ', '.join(f'{(s1 - s0) / (t1 - t0):.3f}' for (t0, s0), (t1, s1) in zip(marks, marks[1:]))
 
 
 def videomemoryrows(args, ckpt):
@@ -469,7 +493,8 @@ def videomemoryrows(args, ckpt):
     rows.append((f'video {frames} frames at {args.video_memory_size}px, 1 object (total s)', mine['seconds'],
                  official['seconds'], mine['seconds'] / official['seconds'],
                  f'extra resident MiB ours vs official, {growth}; peak {mine["peak_extra_mib"]:.0f} vs '
-                 f'{official["peak_extra_mib"]:.0f}'))
+                 f'{official["peak_extra_mib"]:.0f}; s/frame per 50-frame window, ours: {_windowrates(mine)}; '
+                 f'official: {_windowrates(official)}'))
     return rows
 
 
@@ -507,7 +532,7 @@ def main():
               if task in tasks for image, name in [loadimage(path)]]
     if 'video' in tasks:
         images.append(f'{os.path.basename(args.video)} (first {args.video_frames} frames) for video')
-    print(f'# {args.cfg}, float32 CPU; {"; ".join(images)}; {machine()}; {datetime.date.today().isoformat()}')
+    print(f'# {args.cfg}, ours {args.precision} / official float32, CPU; {"; ".join(images)}; {machine()}; {datetime.date.today().isoformat()}')
     header = ('measurement', 'ours (s)', 'official (s)', 'ours/official', 'same outputs?')
     if args.markdown:
         print('| ' + ' | '.join(header) + ' |')
