@@ -15,6 +15,7 @@ from .amg import (MaskRecords, areafromrle, batchedmasktobox, boxxyxytoxywh, bui
                   generatecropboxes, isboxnearcropedge, masktorle, rletomask, stabilityscore, uncropboxes, uncropmasks,
                   uncroppoints)
 from .imagepredictor import SAMV2ImagePredictor
+from .prompts import asflag, asint, asnumber
 from .transforms import asrgbimage
 
 OUTPUT_MODES = ('binary_mask', 'uncompressed_rle', 'coco_rle')
@@ -38,6 +39,9 @@ class SAMV2AutomaticMaskGenerator:
     ``progress``: show a progress bar (None: only when stderr is a terminal).
     The model (and ``precision``) is chosen as for :class:`SAMV2ImagePredictor`; ``apply_postprocessing``
     defaults to False as in Meta's docs for this generator.
+    Options are checked before the model is built: thresholds must be finite numbers in [0, 1]
+    (``crop_overlap_ratio`` in [0, 1)), counts ints (bools refused), flags bools; TypeError / ValueError
+    name the option.
     """
 
     def __init__(self, points_per_side=32, points_per_batch=64, pred_iou_thresh=0.8, stability_score_thresh=0.95,
@@ -52,33 +56,36 @@ class SAMV2AutomaticMaskGenerator:
             raise ValueError('give exactly one of points_per_side (an int; set it to None when passing point_grids) and '
                              f'point_grids (a list of (K, 2) arrays in [0, 1]); got points_per_side={points_per_side!r} and '
                              f'point_grids={"None" if point_grids is None else f"a {type(point_grids).__name__}"}')
-        if not isinstance(crop_n_layers, int) or crop_n_layers < 0:
-            raise ValueError(f'crop_n_layers must be an int >= 0, got {crop_n_layers!r}')
+        crop_n_layers = asint(crop_n_layers, 'crop_n_layers', low=0)
+        crop_n_points_downscale_factor = asint(crop_n_points_downscale_factor, 'crop_n_points_downscale_factor', low=1)
         if points_per_side is not None:
-            if not isinstance(points_per_side, int) or points_per_side < 1:
-                raise ValueError(f'points_per_side must be a positive int, got {points_per_side!r}')
+            points_per_side = asint(points_per_side, 'points_per_side', low=1)
+            smallest = points_per_side // crop_n_points_downscale_factor ** crop_n_layers
+            if smallest < 1:
+                raise ValueError(f'crop_n_points_downscale_factor={crop_n_points_downscale_factor} leaves crop layer '
+                                 f'{crop_n_layers} with 0 points per side (points_per_side={points_per_side} // '
+                                 f'{crop_n_points_downscale_factor}**{crop_n_layers}): lower it or crop_n_layers, or '
+                                 'raise points_per_side')
             point_grids = buildalllayerpointgrids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
         else:
             point_grids = self._checkgrids(point_grids, crop_n_layers)
         if output_mode not in OUTPUT_MODES:
             raise ValueError(f'output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}')
-        if not isinstance(points_per_batch, int) or points_per_batch < 1:
-            raise ValueError(f'points_per_batch must be a positive int, got {points_per_batch!r}')
         self.point_grids = point_grids
-        self.points_per_batch = points_per_batch
-        self.pred_iou_thresh = pred_iou_thresh
-        self.stability_score_thresh = stability_score_thresh
-        self.stability_score_offset = stability_score_offset
-        self.mask_threshold = mask_threshold
-        self.box_nms_thresh = box_nms_thresh
+        self.points_per_batch = asint(points_per_batch, 'points_per_batch', low=1)
+        self.pred_iou_thresh = asnumber(pred_iou_thresh, 'pred_iou_thresh', low=0, high=1)
+        self.stability_score_thresh = asnumber(stability_score_thresh, 'stability_score_thresh', low=0, high=1)
+        self.stability_score_offset = asnumber(stability_score_offset, 'stability_score_offset')
+        self.mask_threshold = asnumber(mask_threshold, 'mask_threshold')
+        self.box_nms_thresh = asnumber(box_nms_thresh, 'box_nms_thresh', low=0, high=1)
         self.crop_n_layers = crop_n_layers
-        self.crop_nms_thresh = crop_nms_thresh
-        self.crop_overlap_ratio = crop_overlap_ratio
+        self.crop_nms_thresh = asnumber(crop_nms_thresh, 'crop_nms_thresh', low=0, high=1)
+        self.crop_overlap_ratio = asnumber(crop_overlap_ratio, 'crop_overlap_ratio', low=0, high=1, high_open=True)
         self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
-        self.min_mask_region_area = min_mask_region_area
+        self.min_mask_region_area = asnumber(min_mask_region_area, 'min_mask_region_area', low=0)
         self.output_mode = output_mode
-        self.use_m2m = use_m2m
-        self.multimask_output = multimask_output
+        self.use_m2m = asflag(use_m2m, 'use_m2m')
+        self.multimask_output = asflag(multimask_output, 'multimask_output')
         self.progress = progress
         self.predictor = SAMV2ImagePredictor(
             samv2_cfg=samv2_cfg, use_default_samv2_l=use_default_samv2_l, use_default_samv2_bplus=use_default_samv2_bplus,
@@ -86,7 +93,8 @@ class SAMV2AutomaticMaskGenerator:
             use_default_samv21_l=use_default_samv21_l, use_default_samv21_bplus=use_default_samv21_bplus,
             use_default_samv21_s=use_default_samv21_s, use_default_samv21_t=use_default_samv21_t, device=device,
             load_ckpt_strict=load_ckpt_strict, apply_postprocessing=apply_postprocessing,
-            mask_threshold=mask_threshold, max_hole_area=min_mask_region_area, max_sprinkle_area=min_mask_region_area,
+            mask_threshold=self.mask_threshold, max_hole_area=self.min_mask_region_area,
+            max_sprinkle_area=self.min_mask_region_area,
             precision=precision,
         )
 
@@ -97,9 +105,18 @@ class SAMV2AutomaticMaskGenerator:
                              f'{type(point_grids).__name__}{" of length %d" % len(point_grids) if isinstance(point_grids, (list, tuple)) else ""}')
         grids = []
         for i, grid in enumerate(point_grids):
-            grid = np.asarray(grid, dtype=np.float64)
-            if grid.ndim != 2 or grid.shape[1] != 2 or len(grid) == 0 or not np.isfinite(grid).all():
-                raise ValueError(f'point_grids[{i}] must be a non-empty (K, 2) array of finite (x, y) in [0, 1], got shape {grid.shape}')
+            try:
+                grid = np.asarray(grid, dtype=np.float64)
+            except (TypeError, ValueError) as err:
+                raise TypeError(f'point_grids[{i}] must be a numeric (K, 2) array of (x, y) in [0, 1], got '
+                                f'{type(grid).__name__}: {err}') from err
+            if grid.ndim != 2 or grid.shape[1] != 2 or len(grid) == 0:
+                raise ValueError(f'point_grids[{i}] must be a non-empty (K, 2) array of finite (x, y) in [0, 1], got '
+                                 f'shape {grid.shape}')
+            outside = ~np.isfinite(grid).all(axis=1) | (grid < 0).any(axis=1) | (grid > 1).any(axis=1)
+            if outside.any():
+                raise ValueError(f'point_grids[{i}] must hold finite (x, y) in [0, 1] (fractions of the crop), got '
+                                 f'{int(outside.sum())} point(s) outside it, e.g. {grid[outside][0].tolist()}')
             grids.append(grid)
         return grids
 
@@ -163,10 +180,12 @@ class SAMV2AutomaticMaskGenerator:
         self.predictor.setimage(crop)
         points = self.point_grids[layer_idx] * np.array(crop_size)[None, ::-1]
         records = MaskRecords()
-        for start in range(0, len(points), self.points_per_batch):
-            records.cat(self._processbatch(points[start:start + self.points_per_batch], crop_size, crop_box, orig_size))
-            bar.update(1)
-        self.predictor.resetpredictor()
+        try:
+            for start in range(0, len(points), self.points_per_batch):
+                records.cat(self._processbatch(points[start:start + self.points_per_batch], crop_size, crop_box, orig_size))
+                bar.update(1)
+        finally:
+            self.predictor.resetpredictor()  # even after a failure, no crop's features outlive the call
         if len(records) == 0:
             return records
         keep = batched_nms(records['boxes'].float(), records['iou_preds'], torch.zeros_like(records['boxes'][:, 0]),

@@ -1,13 +1,19 @@
 """SAMV2ImagePredictor: embed an image once, then segment it from points, boxes and masks."""
+import numpy as np
 import torch
 
 from .modelchoice import buildsamv2, choosesegmentorcfg
-from .prompts import BOX_LABELS, asboxes, asmaskinput, aspoints
+from .prompts import BOX_LABELS, asboxes, asflag, asmaskinput, asnumber, aspoints
 from .transforms import SAMV2Transforms, asrgbimage
 
 
 class NoImageError(RuntimeError, ValueError):
-    """A prediction was asked for before the matching image was set."""
+    """A prediction was asked for before the matching image was set (or in the other batch mode)."""
+
+
+def _promptnames(suffix=''):
+    """Argument names used in error messages: ``point_coords`` for predict, ``point_coords_batch[i]`` for predictbatch."""
+    return {name: f'{name}{suffix}' for name in ('point_coords', 'point_labels', 'box', 'mask_input')}
 
 
 class SAMV2ImagePredictor:
@@ -21,6 +27,9 @@ class SAMV2ImagePredictor:
     mask) fill small holes / remove small specks before upsampling, with OpenCV on any device.
     ``precision='bfloat16'`` opts in to bfloat16 autocast (faster on GPUs and CPUs with AVX512-BF16/AMX,
     masks close to but not equal to float32's); the default 'float32' matches Meta's outputs.
+
+    Bad input raises TypeError or ValueError (``NoImageError`` for a call in the wrong image mode) naming
+    the argument, before any state changes, so a failed call leaves the predictor as it was.
     """
 
     def __init__(self, samv2_cfg=None, use_default_samv2_l=False, use_default_samv2_bplus=False,
@@ -28,6 +37,10 @@ class SAMV2ImagePredictor:
                  use_default_samv21_bplus=False, use_default_samv21_s=False, use_default_samv21_t=False,
                  device=None, load_ckpt_strict=True, apply_postprocessing=True, mask_threshold=0.0,
                  max_hole_area=0.0, max_sprinkle_area=0.0, precision='float32'):
+        # checked before the (slow) model build
+        mask_threshold = asnumber(mask_threshold, 'mask_threshold')
+        max_hole_area = asnumber(max_hole_area, 'max_hole_area', low=0)
+        max_sprinkle_area = asnumber(max_sprinkle_area, 'max_sprinkle_area', low=0)
         cfg = choosesegmentorcfg(
             samv2_cfg, use_default_samv2_l=use_default_samv2_l, use_default_samv2_bplus=use_default_samv2_bplus,
             use_default_samv2_s=use_default_samv2_s, use_default_samv2_t=use_default_samv2_t,
@@ -54,24 +67,32 @@ class SAMV2ImagePredictor:
     # ------------------------------------------------------------------ images
     @torch.no_grad()
     def setimage(self, image):
-        """Compute the embedding of one image: (H, W, 3) uint8 RGB numpy array or PIL image."""
+        """Compute the embedding of one image: (H, W, 3) uint8 RGB numpy array (any strides) or PIL image.
+
+        Grayscale and RGBA input is converted with a warning (see :func:`asrgbimage`). A rejected image,
+        or a failure while encoding, leaves the previous image set.
+        """
         image = asrgbimage(image, 'image')
-        self.resetpredictor()
         inputs = self.transforms.toinput(image, self.device)[None]
-        self._features = self.model.encodeimage(inputs)
+        features = self.model.encodeimage(inputs)
+        self.resetpredictor()
+        self._features = features
         self._orig_hw = [image.shape[:2]]
         self._is_image_set = True
 
     @torch.no_grad()
     def setimagebatch(self, images):
         """Compute the embeddings of a list of images (each (H_i, W_i, 3) uint8 RGB or PIL) for predictbatch."""
-        if not isinstance(images, (list, tuple)) or not images:
-            raise TypeError(f'images must be a non-empty list of RGB images, got {type(images).__name__}'
-                            f'{" (empty)" if isinstance(images, (list, tuple)) else ""}')
+        if not isinstance(images, (list, tuple)):
+            hint = ' (wrap a single image in a list, or use setimage)' if isinstance(images, np.ndarray) else ''
+            raise TypeError(f'images must be a non-empty list of RGB images, got {type(images).__name__}{hint}')
+        if not images:
+            raise ValueError('images must be a non-empty list of RGB images, got an empty list')
         images = [asrgbimage(image, f'images[{i}]') for i, image in enumerate(images)]
-        self.resetpredictor()
         inputs = torch.stack([self.transforms.toinput(image, self.device) for image in images])
-        self._features = self.model.encodeimage(inputs)
+        features = self.model.encodeimage(inputs)
+        self.resetpredictor()
+        self._features = features
         self._orig_hw = [image.shape[:2] for image in images]
         self._is_image_set = True
         self._is_batch = True
@@ -92,37 +113,54 @@ class SAMV2ImagePredictor:
         ``mask_input``: (1, 256, 256) or (N, 1, 256, 256) low-res logits from a previous call.
         Returns numpy ``(masks, scores, lowres_logits)``: masks (M, H, W) float32 0/1 (logits with
         ``return_logits``), scores (M,), logits (M, 256, 256), M = 3 with ``multimask_output`` else 1;
-        with N prompts every array gains a leading N axis.
+        with N > 1 prompts every array gains a leading N axis. Points outside the image are accepted (as
+        in Meta's predictor); labels must be in {-1, 0, 1, 2, 3}, coordinates finite, boxes unflipped.
+        The flags take bools (or numpy bools, 0 / 1).
         """
         self._checkimageset(batch=False, method='predict')
-        return self._predictone(0, point_coords, point_labels, box, mask_input, multimask_output, return_logits,
-                                normalize_coords)
+        flags = self._checkflags(multimask_output, return_logits, normalize_coords)
+        prompt, mask_input = self._prepare(0, point_coords, point_labels, box, mask_input, flags[2], _promptnames())
+        return self._decode(0, prompt, mask_input, *flags[:2])
 
     def predictbatch(self, point_coords_batch=None, point_labels_batch=None, box_batch=None, mask_input_batch=None,
                      multimask_output=True, return_logits=False, normalize_coords=True):
         """:meth:`predict` for each image set by :meth:`setimagebatch`; each ``*_batch`` is a list with one
-        entry (or None) per image. Returns three lists (masks, scores, lowres_logits) of numpy arrays."""
+        entry (or None) per image. Returns three lists (masks, scores, lowres_logits) of numpy arrays.
+        Every image's prompts are checked before any is decoded; errors name e.g. ``box_batch[1]``."""
         self._checkimageset(batch=True, method='predictbatch')
+        flags = self._checkflags(multimask_output, return_logits, normalize_coords)
         num_images = len(self._orig_hw)
         batches = {'point_coords_batch': point_coords_batch, 'point_labels_batch': point_labels_batch,
                    'box_batch': box_batch, 'mask_input_batch': mask_input_batch}
         for name, value in batches.items():
-            if value is not None and (not isinstance(value, (list, tuple)) or len(value) != num_images):
-                raise ValueError(f'{name} must be a list with one entry per image ({num_images}), got '
-                                 f'{type(value).__name__}{" of length %d" % len(value) if hasattr(value, "__len__") else ""}')
+            if value is None:
+                continue
+            if not isinstance(value, (list, tuple)):
+                raise TypeError(f'{name} must be a list or tuple with one entry (or None) per image, got '
+                                f'{type(value).__name__}')
+            if len(value) != num_images:
+                raise ValueError(f'{name} must be a list with one entry per image: expected length {num_images} (the '
+                                 f'images given to setimagebatch), got length {len(value)}')
         pick = lambda values, i: None if values is None else values[i]  # noqa: E731
-        results = [self._predictone(i, pick(point_coords_batch, i), pick(point_labels_batch, i), pick(box_batch, i),
-                                    pick(mask_input_batch, i), multimask_output, return_logits, normalize_coords)
-                   for i in range(num_images)]
+        prepared = [self._prepare(i, pick(point_coords_batch, i), pick(point_labels_batch, i), pick(box_batch, i),
+                                  pick(mask_input_batch, i), flags[2], _promptnames(f'_batch[{i}]'))
+                    for i in range(num_images)]
+        results = [self._decode(i, prompt, mask_input, *flags[:2]) for i, (prompt, mask_input) in enumerate(prepared)]
         return tuple(list(column) for column in zip(*results))
 
-    @torch.no_grad()
-    def _predictone(self, img_idx, point_coords, point_labels, box, mask_input, multimask_output, return_logits,
-                    normalize_coords):
+    @staticmethod
+    def _checkflags(multimask_output, return_logits, normalize_coords):
+        return (asflag(multimask_output, 'multimask_output'), asflag(return_logits, 'return_logits'),
+                asflag(normalize_coords, 'normalize_coords'))
+
+    def _prepare(self, img_idx, point_coords, point_labels, box, mask_input, normalize_coords, names):
+        """Check and convert one image's prompts: ``(prompt (coords (N, P, 2) in the model frame, labels (N, P))
+        or None, mask_input (N or 1, 1, h, w) or None)``; ``names`` maps each argument to its name in messages."""
         orig_hw = self._orig_hw[img_idx]
-        points = aspoints(point_coords, point_labels, self.device)
-        boxes = asboxes(box, self.device)
-        mask_input = asmaskinput(mask_input, self.model.sam_prompt_encoder.mask_input_size, self.device)
+        points = aspoints(point_coords, point_labels, self.device, names=(names['point_coords'], names['point_labels']))
+        boxes = asboxes(box, self.device, name=names['box'])
+        mask_input = asmaskinput(mask_input, self.model.sam_prompt_encoder.mask_input_size, self.device,
+                                  name=names['mask_input'])
         prompt = None
         if points is not None:
             prompt = (self.transforms.transformcoords(points[0], normalize_coords, orig_hw), points[1])
@@ -131,15 +169,23 @@ class SAMV2ImagePredictor:
             labels = BOX_LABELS.to(self.device).repeat(corners.shape[0], 1)
             if prompt is not None:
                 if prompt[0].shape[0] not in (1, corners.shape[0]):
-                    raise ValueError(f'point_coords has {prompt[0].shape[0]} prompt sets but box has '
-                                     f'{corners.shape[0]} boxes: give one point set, or one per box')
+                    raise ValueError(f'{names["point_coords"]} has {prompt[0].shape[0]} prompt sets but '
+                                     f'{names["box"]} has {corners.shape[0]} boxes: give one point set, or one per box')
                 # the box corners go first, as the model was trained
                 corners = torch.cat([corners, prompt[0].expand(corners.shape[0], -1, -1)], dim=1)
                 labels = torch.cat([labels, prompt[1].expand(corners.shape[0], -1)], dim=1)
             prompt = (corners, labels)
         num_prompts = prompt[0].shape[0] if prompt is not None else 1
         if mask_input is not None and mask_input.shape[0] not in (1, num_prompts):
-            raise ValueError(f'mask_input has {mask_input.shape[0]} masks for {num_prompts} prompts')
+            expected = '1 mask' if num_prompts == 1 else f'1 mask (shared) or {num_prompts} (one per prompt)'
+            raise ValueError(f'{names["mask_input"]} must hold {expected} for {num_prompts} prompt set(s), got '
+                             f'{mask_input.shape[0]} masks')
+        return prompt, mask_input
+
+    @torch.no_grad()
+    def _decode(self, img_idx, prompt, mask_input, multimask_output, return_logits):
+        orig_hw = self._orig_hw[img_idx]
+        num_prompts = prompt[0].shape[0] if prompt is not None else 1
         features = self._features
         low_res, scores = self.model.decodeprompts(
             features['image_embed'][img_idx:img_idx + 1],

@@ -1,9 +1,63 @@
-"""Validation and conversion of user prompts (points, labels, boxes, mask inputs) to tensors."""
+"""Validation and conversion of user prompts (points, labels, boxes, mask inputs, flags) to tensors.
+
+Every check names the argument, the expected form and what was received, and raises ValueError or
+TypeError before anything is computed or stored.
+"""
+import numpy as np
 import torch
 
 # labels of a box's top-left and bottom-right corners in the prompt encoder
 BOX_LABELS = torch.tensor([[2, 3]], dtype=torch.int32)
 VALID_LABELS = (-1, 0, 1, 2, 3)
+
+
+def asflag(value, argname):
+    """``value`` as a Python bool: accepts bool, numpy.bool_ and the ints 0 / 1; TypeError otherwise.
+
+    Truthiness is not used, so that e.g. the string 'False' or None is not silently read as a choice.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f'{argname} must be a bool, got {type(value).__name__} {value!r}')
+
+
+def asnumber(value, argname, low=None, high=None, high_open=False):
+    """``value`` as a finite Python float in [low, high] (or [low, high) with ``high_open``); bools are refused.
+
+    TypeError for a non-number, ValueError for NaN, inf or a value out of range.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f'{argname} must be a number, got {type(value).__name__} {value!r}')
+    value = float(value)
+    below = low is not None and value < low
+    above = high is not None and (value >= high if high_open else value > high)
+    if not np.isfinite(value) or below or above:
+        form = ''
+        if low is not None and high is not None:
+            form = f' in [{low:g}, {high:g}{")" if high_open else "]"}'
+        elif low is not None:
+            form = f' >= {low:g}'
+        raise ValueError(f'{argname} must be a finite number{form}, got {value!r}')
+    return value
+
+
+def asint(value, argname, low):
+    """``value`` as a Python int >= ``low``; bools and floats are refused (TypeError), smaller ints raise ValueError."""
+    form = 'a positive int' if low == 1 else f'an int >= {low}'
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f'{argname} must be {form}, got {type(value).__name__} {value!r}')
+    if value < low:
+        raise ValueError(f'{argname} must be {form}, got {value!r}')
+    return int(value)
+
+
+def _shapeof(value):
+    try:
+        return tuple(np.shape(value))
+    except (TypeError, ValueError):  # ragged nested lists
+        return f'a ragged {type(value).__name__}'
 
 
 def _astensor(value, argname, dtype):
@@ -12,58 +66,69 @@ def _astensor(value, argname, dtype):
     except (TypeError, ValueError, RuntimeError) as err:
         raise TypeError(f'{argname} must be a numeric array, got {type(value).__name__}: {err}') from err
     if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-        raise ValueError(f'{argname} must be finite, got NaN or inf values')
+        raise ValueError(f'{argname} must be finite, got NaN or inf values (or values beyond the float32 range)')
     return tensor
 
 
-def aspoints(point_coords, point_labels, device):
+def _formatlabels(values):
+    return [int(v) if float(v).is_integer() else v for v in values]
+
+
+def aspoints(point_coords, point_labels, device, names=('point_coords', 'point_labels')):
     """Return ``(coords (N, P, 2) float32, labels (N, P) int32)`` or None when no points are given.
 
-    Accepts coords (P, 2) / (N, P, 2) and labels (P,) / (N, P) as numpy arrays, tensors or lists.
+    Accepts coords (P, 2) with labels (P,), or coords (N, P, 2) with labels (N, P) (or (P,) when N = 1),
+    as numpy arrays, tensors or lists; labels must be in {-1, 0, 1, 2, 3} and coordinates finite.
+    ``names``: the two arguments' names in error messages.
     """
+    coords_name, labels_name = names
     if point_coords is None and point_labels is None:
         return None
     if point_coords is None or point_labels is None:
-        given, missing = ('point_coords', 'point_labels') if point_labels is None else ('point_labels', 'point_coords')
+        given, missing = (coords_name, labels_name) if point_labels is None else (labels_name, coords_name)
         raise ValueError(f'{given} was given without {missing}: points need both coordinates and labels')
-    coords = _astensor(point_coords, 'point_coords', torch.float32)
-    labels = _astensor(point_labels, 'point_labels', torch.float32)
+    coords = _astensor(point_coords, coords_name, torch.float32)
+    labels = _astensor(point_labels, labels_name, torch.float32)
+    if coords.ndim not in (2, 3) or coords.shape[-1] != 2 or 0 in coords.shape:
+        raise ValueError(f'{coords_name} must have shape (P, 2) or (N, P, 2) with N, P >= 1, got {tuple(coords.shape)}')
+    if coords.ndim == 3 and coords.shape[0] == 1 and labels.ndim == 1:
+        labels = labels[None]  # one prompt's (P,) labels with its (1, P, 2) points, as Meta's video predictor allows
+    if tuple(labels.shape) != tuple(coords.shape[:-1]):
+        form = '(P,)' if coords.ndim == 2 else '(N, P)'
+        raise ValueError(f'{labels_name} must have one label per point, shape {form} = {tuple(coords.shape[:-1])} for '
+                         f'{coords_name} of shape {tuple(coords.shape)}, got {tuple(labels.shape)}')
     if coords.ndim == 2:
         coords, labels = coords[None], labels[None]
-    if coords.ndim != 3 or coords.shape[-1] != 2 or coords.shape[1] == 0:
-        raise ValueError(f'point_coords must have shape (P, 2) or (N, P, 2) with P >= 1, got {tuple(torch.as_tensor(point_coords).shape)}')
-    if tuple(labels.shape) != tuple(coords.shape[:2]):
-        raise ValueError(f'point_labels must have one label per point, shape {tuple(coords.shape[:2])} (or '
-                         f'{(coords.shape[1],)}), got {tuple(torch.as_tensor(point_labels).shape)}')
-    if not all(float(v) in VALID_LABELS for v in labels.unique()):
-        raise ValueError(f'point_labels must be in {VALID_LABELS} (1 foreground, 0 background), got '
-                         f'{sorted(set(labels.unique().tolist()) - set(VALID_LABELS))}')
+    invalid = sorted(set(labels.unique().tolist()) - set(VALID_LABELS))
+    if invalid:
+        raise ValueError(f'{labels_name} must be in {VALID_LABELS} (1 foreground, 0 background, -1 padding, 2/3 box '
+                         f'corners), got {_formatlabels(invalid)}')
     return coords.to(device), labels.to(device=device, dtype=torch.int32)
 
 
-def asboxes(box, device):
-    """Return (N, 4) float32 xyxy boxes, or None. Accepts (4,) or (N, 4)."""
+def asboxes(box, device, name='box'):
+    """Return (N, 4) float32 xyxy boxes, or None. Accepts (4,) or (N, 4) with x2 >= x1 and y2 >= y1."""
     if box is None:
         return None
-    boxes = _astensor(box, 'box', torch.float32)
+    boxes = _astensor(box, name, torch.float32)
     if boxes.ndim == 1:
         boxes = boxes[None]
     if boxes.ndim != 2 or boxes.shape[-1] != 4 or boxes.shape[0] == 0:
-        raise ValueError(f'box must be xyxy with shape (4,) or (N, 4), got shape {tuple(torch.as_tensor(box).shape)}')
+        raise ValueError(f'{name} must be xyxy with shape (4,) or (N, 4), got shape {_shapeof(box)}')
     flipped = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
     if flipped.any():
-        raise ValueError(f'box must be x1, y1, x2, y2 with x2 >= x1 and y2 >= y1, got {boxes[flipped][0].tolist()}')
+        raise ValueError(f'{name} must be x1, y1, x2, y2 with x2 >= x1 and y2 >= y1, got {boxes[flipped][0].tolist()}')
     return boxes.to(device)
 
 
-def asmaskinput(mask_input, size, device):
+def asmaskinput(mask_input, size, device, name='mask_input'):
     """Return (N, 1, h, w) float32 low-res mask logits, or None. Accepts (h, w), (1, h, w) or (N, 1, h, w)."""
     if mask_input is None:
         return None
-    masks = _astensor(mask_input, 'mask_input', torch.float32)
+    masks = _astensor(mask_input, name, torch.float32)
     while masks.ndim < 4:
         masks = masks[None]
-    if masks.ndim != 4 or masks.shape[1] != 1 or tuple(masks.shape[-2:]) != tuple(size):
-        raise ValueError(f'mask_input must be low-res logits of shape (1, {size[0]}, {size[1]}) or '
-                         f'(N, 1, {size[0]}, {size[1]}) (the third output of predict), got {tuple(torch.as_tensor(mask_input).shape)}')
+    if masks.ndim != 4 or masks.shape[0] == 0 or masks.shape[1] != 1 or tuple(masks.shape[-2:]) != tuple(size):
+        raise ValueError(f'{name} must be low-res logits of shape (1, {size[0]}, {size[1]}) or '
+                         f'(N, 1, {size[0]}, {size[1]}) (the third output of predict), got {_shapeof(mask_input)}')
     return masks.to(device)

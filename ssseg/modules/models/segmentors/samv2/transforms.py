@@ -16,29 +16,73 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def asrgbimage(image, argname='image'):
-    """Return ``image`` as an (H, W, 3) uint8 RGB numpy array.
+# PIL modes whose pixels do not fit uint8: converting them to RGB would clip silently
+_WIDE_PIL_MODES = ('I', 'F')
+_ALPHA_PIL_MODES = ('LA', 'La', 'PA', 'RGBA', 'RGBa')
+_DTYPE_HINTS = {'f': '(image * 255).round().clip(0, 255).astype(np.uint8) for values in [0, 1]',
+                'u': '(image // 257).astype(np.uint8) for 16-bit values', 'b': 'image.astype(np.uint8) * 255'}
 
-    Accepts an (H, W, 3) uint8 array or a PIL image (any mode, converted to RGB). Grayscale (H, W)
-    or (H, W, 1) arrays are repeated to three channels and RGBA arrays lose alpha, with a warning.
+
+def asrgbimage(image, argname='image'):
+    """Return ``image`` as an (H, W, 3) uint8 RGB numpy array (possibly a view of the input).
+
+    Accepts an (H, W, 3) uint8 numpy array (any strides) or an 8-bit PIL image. Grayscale (H, W) or
+    (H, W, 1) arrays and PIL modes '1'/'L' are repeated to three channels, and RGBA arrays and PIL
+    images with alpha lose it, each with a UserWarning; other 8-bit PIL modes are converted to RGB.
+    Raises TypeError for other types, dtypes and 16/32-bit or float PIL modes, and ValueError for
+    other shapes (channel-first ones included) and empty images. Nothing is modified.
     """
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert('RGB'))
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f'{argname} must be an (H, W, 3) uint8 RGB numpy array or a PIL image, got {type(image).__name__}')
+        image = _piltoarray(image, argname)
+    elif not isinstance(image, np.ndarray):
+        if isinstance(image, torch.Tensor):
+            raise TypeError(f'{argname} must be an (H, W, 3) uint8 RGB numpy array or a PIL image, got a torch.Tensor of '
+                            f'shape {tuple(image.shape)}: pass a HWC uint8 numpy array, e.g. '
+                            'tensor.permute(1, 2, 0).cpu().numpy() for a (3, H, W) uint8 tensor')
+        hint = ': read the file first, e.g. np.asarray(PIL.Image.open(path).convert("RGB"))' \
+            if isinstance(image, (str, bytes)) or hasattr(image, '__fspath__') else ''
+        raise TypeError(f'{argname} must be an (H, W, 3) uint8 RGB numpy array or a PIL image, got '
+                        f'{type(image).__name__}{hint}')
     if image.dtype != np.uint8:
-        raise TypeError(f'{argname} must have dtype uint8 (pixel values 0..255), got {image.dtype}')
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        warnings.warn(f'{argname} is grayscale {image.shape}: repeating it to 3 RGB channels')
-        image = np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        warnings.warn(f'{argname} has 4 channels: treating it as RGBA and dropping alpha')
-        image = image[:, :, :3]
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f'{argname} must be an (H, W, 3) RGB array in HWC order, got shape {image.shape}')
+        hint = _DTYPE_HINTS.get(image.dtype.kind, 'image.astype(np.uint8) after scaling to 0..255')
+        raise TypeError(f'{argname} must have dtype uint8 (pixel values 0..255), got {image.dtype}: convert it first, '
+                        f'e.g. {hint}')
+    if image.ndim not in (2, 3):
+        raise ValueError(f'{argname} must be an (H, W, 3) RGB array in HWC order, got {image.ndim}-D shape {image.shape}')
+    if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[2] not in (1, 3, 4):
+        raise ValueError(f'{argname} must be an (H, W, 3) RGB array in HWC order, got shape {image.shape}, which looks '
+                         f'channel-first (C, H, W): transpose it, e.g. {argname}.transpose(1, 2, 0)')
+    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
+        raise ValueError(f'{argname} must be an (H, W, 3) RGB array in HWC order (or (H, W) / (H, W, 1) grayscale, '
+                         f'(H, W, 4) RGBA), got shape {image.shape}')
     if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f'{argname} is empty: shape {image.shape}')
+        raise ValueError(f'{argname} is empty: expected an (H, W, 3) image with H, W >= 1, got shape {image.shape}')
+    if image.ndim == 2 or image.shape[2] == 1:
+        warnings.warn(f'{argname} is grayscale {image.shape}: repeating it to 3 RGB channels', stacklevel=3)
+        image = np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2)
+    elif image.shape[2] == 4:
+        warnings.warn(f'{argname} has 4 channels: treating it as RGBA and dropping alpha', stacklevel=3)
+        image = image[:, :, :3]
     return image
+
+
+def _piltoarray(image, argname):
+    """An 8-bit PIL image -> (H, W, C) uint8 numpy array, C = 3 (grayscale and alpha are warned about here)."""
+    mode = image.mode
+    if mode.split(';')[0] in _WIDE_PIL_MODES:
+        raise TypeError(f'{argname} must be an 8-bit PIL image (mode RGB, L, P, RGBA, ...), got mode {mode!r} (16/32-bit '
+                        'or float pixels would be clipped): convert it to uint8 0..255 first')
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f'{argname} is empty: expected an image with H, W >= 1, got a PIL image of size '
+                         f'{image.width} x {image.height}')
+    if mode in _ALPHA_PIL_MODES or (mode == 'P' and 'transparency' in image.info):
+        warnings.warn(f'{argname} is a PIL image of mode {mode!r}: converting it to RGB and dropping alpha', stacklevel=4)
+    elif mode in ('1', 'L'):
+        warnings.warn(f'{argname} is a grayscale PIL image (mode {mode!r}): repeating it to 3 RGB channels', stacklevel=4)
+    try:
+        return np.asarray(image.convert('RGB'))
+    except (ValueError, OSError) as err:
+        raise TypeError(f'{argname} is a PIL image of mode {mode!r}, which cannot be converted to RGB: {err}') from err
 
 
 def fillholes(mask_logits, threshold, max_hole_area=0, max_sprinkle_area=0):
@@ -86,7 +130,10 @@ class SAMV2Transforms:
 
     def toinput(self, image, device='cpu'):
         """(H, W, 3) uint8 RGB array -> (3, S, S) float32 normalized tensor (S = resolution)."""
-        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(device)
+        planes = np.ascontiguousarray(image.transpose(2, 0, 1))
+        if not planes.flags.writeable:
+            planes = planes.copy()  # torch.from_numpy warns on read-only arrays (e.g. from PIL)
+        tensor = torch.from_numpy(planes).to(device)
         tensor = tensor.to(torch.float32).div(255)
         tensor = TF.resize(tensor, [self.resolution, self.resolution], antialias=True)
         return TF.normalize(tensor, IMAGENET_MEAN, IMAGENET_STD)
