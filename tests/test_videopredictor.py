@@ -384,7 +384,7 @@ BAD_PROMPTS = [
     (dict(points=[[1, 2]], labels=[1], frame_idx=NUM_FRAMES), IndexError, r'frame_idx must be in \[0, 29\]'),
     (dict(points=[[1, 2]], labels=[1], frame_idx=-1), IndexError, r'frame_idx must be in \[0, 29\]'),
     (dict(points=[[1, 2]], labels=[1], frame_idx=1.0), TypeError, 'frame_idx must be an int'),
-    (dict(points=[[1, 2]], labels=[1], obj_id=[1]), TypeError, 'obj_id must be a hashable'),
+    (dict(points=[[1, 2]], labels=[1], obj_id=[1]), TypeError, 'obj_id must be an int or a str'),
 ]
 
 

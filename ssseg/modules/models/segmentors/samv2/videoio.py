@@ -3,11 +3,12 @@
 A video is one of: a folder of JPEG frames named by frame number (``00000.jpg``, ``7.jpeg``; frame
 ``i`` is the ``i``-th file in numeric order, gaps allowed), a video file that OpenCV's
 ``cv2.VideoCapture`` decodes (.mp4, .avi, ...), or a list/tuple of (H, W, 3) uint8 RGB frames of
-one size. ``VideoFrames(...)[i]`` is the model input of frame ``i``: a float32 (3, S, S) tensor made
-the way Meta's ``load_video_frames`` makes it (PIL resize of the RGB frame to S x S with PIL's
-default filter, /255 in float64, rounded to float32, minus mean, divided by std), so for a JPEG
-folder the values are bit-identical to Meta's loader. JPEG files are decoded with PIL for that
-reason (PIL ignores EXIF orientation, ``cv2.imread`` applies it); video files with OpenCV.
+one size (a (T, H, W, 3) uint8 array counts as a list of T frames). ``VideoFrames(...)[i]`` is the
+model input of frame ``i``: a float32 (3, S, S) tensor made the way Meta's ``load_video_frames``
+makes it (PIL resize of the RGB frame to S x S with PIL's default filter, /255 in float64, rounded
+to float32, minus mean, divided by std), so for a JPEG folder the values are bit-identical to
+Meta's loader. JPEG files are decoded with PIL for that reason (PIL ignores EXIF orientation,
+``cv2.imread`` applies it); video files with OpenCV.
 
 Frames are decoded on demand and kept in a small LRU cache of ``cachesize`` frames (the normalized
 tensor and the original RGB frame), so memory does not grow with the video's length.
@@ -37,7 +38,23 @@ from .transforms import IMAGENET_MEAN, IMAGENET_STD
 JPEG_EXTENSIONS = ('.jpg', '.jpeg')
 FORWARD_GRAB_LIMIT = 32
 _EXPECTED = ('a folder of JPEG frames named by frame number (e.g. 00000.jpg), a video file OpenCV can decode '
-             '(e.g. .mp4, .avi), or a list of (H, W, 3) uint8 RGB numpy frames')
+             '(e.g. .mp4, .avi), or a list of (H, W, 3) uint8 RGB numpy frames (or one (T, H, W, 3) uint8 array)')
+
+
+class FrameIndexError(IndexError, ValueError):
+    """A frame index outside [0, num_frames - 1]: a ValueError, and an IndexError for code written before."""
+
+
+def checkframeindex(frame_idx, num_frames, argname='frame_idx'):
+    """``frame_idx`` as an int in [0, num_frames - 1]; TypeError for a non-int (bool included), FrameIndexError
+    (an IndexError and a ValueError) naming ``argname``, the valid range and the value otherwise."""
+    if isinstance(frame_idx, (bool, np.bool_)) or not isinstance(frame_idx, (int, np.integer)):
+        raise TypeError(f'{argname} must be an int in [0, {num_frames - 1}], got {type(frame_idx).__name__} '
+                        f'{frame_idx!r}')
+    if not 0 <= frame_idx < num_frames:
+        raise FrameIndexError(f'{argname} must be in [0, {num_frames - 1}] (the video has {num_frames} frames), '
+                              f'got {int(frame_idx)}')
+    return int(frame_idx)
 
 
 def _listing(names, limit=5):
@@ -51,7 +68,11 @@ class _JPEGFolder:
     """Frames stored as ``<number>.jpg`` files in one folder, decoded with PIL."""
 
     def __init__(self, folder):
-        names = sorted(os.listdir(folder))
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError as err:  # no read permission, a folder removed meanwhile, an I/O error
+            raise ValueError(f'video_path {folder!r} is a folder that could not be listed '
+                             f'({type(err).__name__}: {err.strerror or err}); video_path must be {_EXPECTED}') from err
         jpegs = [n for n in names if os.path.splitext(n)[1].lower() in JPEG_EXTENSIONS]
         if not jpegs:
             found = 'it holds no files' if not names else f'it holds only {_listing(names)}'
@@ -87,9 +108,17 @@ class _JPEGFolder:
 
 
 class _ArrayFrames:
-    """Frames given as a list of (H, W, 3) uint8 RGB numpy arrays of one size."""
+    """Frames given as a list of (H, W, 3) uint8 RGB numpy arrays of one size (or one (T, H, W, 3) array)."""
 
     def __init__(self, frames):
+        if isinstance(frames, np.ndarray):
+            if frames.dtype != np.uint8:
+                raise TypeError(f'video_path as an array must have dtype uint8 (pixel values 0..255), '
+                                f'got {frames.dtype}')
+            if frames.ndim != 4 or frames.shape[3] != 3:
+                what = ' (one frame: pass a list of frames)' if frames.ndim == 3 else ''
+                raise ValueError(f'video_path as an array must be (T, H, W, 3) RGB frames, got shape {frames.shape}'
+                                 f'{what}')
         if len(frames) == 0:
             raise ValueError(f'video_path must be {_EXPECTED}; got an empty {type(frames).__name__}')
         size = None
@@ -126,6 +155,12 @@ class _VideoFile:
     def __init__(self, path):
         self.path = path
         self.cap = None
+        try:  # OpenCV reports an unreadable file only as "not opened": find the reason first
+            with open(path, 'rb'):
+                pass
+        except OSError as err:
+            raise ValueError(f'video_path {path!r} could not be read ({type(err).__name__}: {err.strerror or err}); '
+                             f'video_path must be {_EXPECTED}') from err
         self._reopen()
         self.numframes = self._countframes()
         if self.numframes == 0:
@@ -197,7 +232,7 @@ class _VideoFile:
 
 
 def _opensource(video_path):
-    if isinstance(video_path, (list, tuple)):
+    if isinstance(video_path, (list, tuple, np.ndarray)):
         return _ArrayFrames(video_path)
     if not isinstance(video_path, (str, os.PathLike)):
         raise TypeError(f'video_path must be {_EXPECTED}; got {type(video_path).__name__}')
@@ -243,6 +278,8 @@ class VideoFrames:
     """The frames of one video as SAMV2 inputs, decoded lazily with a bounded cache.
 
     ``video_path``: a JPEG folder, a video file or a list/tuple of RGB frames (see the module docstring).
+    Errors name ``video_path``: FileNotFoundError for a missing path, TypeError for a wrong type or dtype,
+    ValueError for an empty, unlistable or unreadable source, bad frame names or frame shapes.
     ``imagesize``: the model's input side S. ``frames[i]`` -> float32 (3, S, S) tensor on ``device``
     (a copy, free to modify); ``rgbframe(i)`` -> the original (H, W, 3) uint8 RGB frame (a copy).
     ``len(frames)`` is the frame count, ``video_height`` / ``video_width`` the original frame size.
@@ -299,7 +336,9 @@ class VideoFrames:
         return len(self._source)
 
     def __getitem__(self, frame_idx):
-        """float32 (3, imagesize, imagesize) normalized input of frame ``frame_idx``, on ``device``."""
+        """float32 (3, imagesize, imagesize) normalized input of frame ``frame_idx``, on ``device``.
+
+        FrameIndexError (an IndexError and a ValueError) outside [0, len - 1]; TypeError for a non-int."""
         idx = self._checkindex(frame_idx)
         tensor = self._entry(idx)[0]
         self._notify(idx)
@@ -347,12 +386,7 @@ class VideoFrames:
 
     # ------------------------------------------------------------------ internals
     def _checkindex(self, frame_idx):
-        if isinstance(frame_idx, (bool, np.bool_)) or not isinstance(frame_idx, (int, np.integer)):
-            raise TypeError(f'frame_idx must be an int in [0, {len(self) - 1}], got {type(frame_idx).__name__}')
-        if not 0 <= frame_idx < len(self):
-            raise IndexError(f'frame_idx must be in [0, {len(self) - 1}] (the video has {len(self)} frames), '
-                             f'got {frame_idx}')
-        return int(frame_idx)
+        return checkframeindex(frame_idx, len(self))
 
     def _entry(self, idx):
         with self._cachelock:

@@ -10,6 +10,12 @@ Coordinates: points and boxes are (x, y) pixels of the original frame (or [0, 1]
 returning masks returns ``(frame_idx, obj_ids, mask_logits)`` with ``mask_logits`` a float32
 (num_objects, 1, H, W) tensor on the model's device, rows in ``obj_ids`` order; ``mask_logits > 0`` is
 the mask (an object without output on the frame gets -1024 everywhere).
+
+Bad arguments raise before the state changes, so a failed call leaves the state as it was: TypeError for a
+wrong type (a non-int frame index, an object id that is neither int nor str, a flag that is not a bool, something
+that is not a state), FrameIndexError (a ValueError, and an IndexError for older code) for a frame index outside
+[0, num_frames - 1], ValueError for a bad value (prompt shapes and values, NaN/inf) and VideoStateError (a
+ValueError) for a call the state cannot serve (an unknown object, propagation without prompts).
 """
 import sys
 
@@ -19,11 +25,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .modelchoice import buildsamv2, choosesegmentorcfg
+from .prompts import asflag
 from .samv2 import NO_OBJ_SCORE
-from .videoio import VideoFrames
-from .videostate import (COND, NON_COND, RebuildingOutputs, VideoStateError, anyoutput, checkframeidx, checkstate,
-                         clearobjects, dropobject, fillsmallholes, maskprompt, newobjectguard, newstate, objidx,
-                         pointprompt, releaseframe, releaseoutside, unfilledmasks)
+from .videoio import VideoFrames, checkframeindex
+from .videostate import (COND, NON_COND, RebuildingOutputs, VideoStateError, anyoutput,
+                         checkobjid, checkstate, clearobjects, dropobject, fillsmallholes, maskprompt, newobjectguard,
+                         newstate, objidx, pointprompt, releaseframe, releaseoutside, unfilledmasks)
 
 # largest prompt logit magnitude fed back to the decoder with refinement clicks (avoids extreme values)
 PREV_LOGITS_CLAMP = 32.0
@@ -63,6 +70,14 @@ class SAMV2VideoPredictor:
                  non_overlap_masks=False, clear_non_cond_mem_around_input=False,
                  clear_non_cond_mem_for_multi_obj=False, add_all_frames_to_correct_as_cond=False, release_memory=True,
                  progress=None, precision='float32'):
+        flags = dict(apply_postprocessing=apply_postprocessing, non_overlap_masks=non_overlap_masks,
+                     clear_non_cond_mem_around_input=clear_non_cond_mem_around_input,
+                     clear_non_cond_mem_for_multi_obj=clear_non_cond_mem_for_multi_obj,
+                     add_all_frames_to_correct_as_cond=add_all_frames_to_correct_as_cond, release_memory=release_memory)
+        flags = {name: asflag(value, name) for name, value in flags.items()}
+        if progress is not None:
+            progress = asflag(progress, 'progress')
+        apply_postprocessing = flags['apply_postprocessing']
         if fill_hole_area is None:
             fill_hole_area = 8 if apply_postprocessing else 0
         if isinstance(fill_hole_area, bool) or not isinstance(fill_hole_area, (int, float)) or not fill_hole_area >= 0:
@@ -80,11 +95,11 @@ class SAMV2VideoPredictor:
             # what the user clicked is what gets remembered
             self.model.binarize_mask_from_pts_for_mem_enc = True
         self.fill_hole_area = fill_hole_area
-        self.non_overlap_masks = bool(non_overlap_masks)
-        self.clear_non_cond_mem_around_input = bool(clear_non_cond_mem_around_input)
-        self.clear_non_cond_mem_for_multi_obj = bool(clear_non_cond_mem_for_multi_obj)
-        self.add_all_frames_to_correct_as_cond = bool(add_all_frames_to_correct_as_cond)
-        self.release_memory = bool(release_memory)
+        self.non_overlap_masks = flags['non_overlap_masks']
+        self.clear_non_cond_mem_around_input = flags['clear_non_cond_mem_around_input']
+        self.clear_non_cond_mem_for_multi_obj = flags['clear_non_cond_mem_for_multi_obj']
+        self.add_all_frames_to_correct_as_cond = flags['add_all_frames_to_correct_as_cond']
+        self.release_memory = flags['release_memory']
         self.progress = progress
 
     @property
@@ -100,9 +115,16 @@ class SAMV2VideoPredictor:
     @torch.inference_mode()
     def initstate(self, video_path, offload_video_to_cpu=False, offload_state_to_cpu=False, async_loading_frames=False):
         """A new inference state for a video: a folder of numbered JPEG frames, a video file or a list of
-        (H, W, 3) uint8 RGB frames. ``offload_video_to_cpu``: decoded frames wait on the CPU;
-        ``offload_state_to_cpu``: stored masks and memories live on the CPU; ``async_loading_frames``:
-        decode the next frames in a background thread. Frames are decoded when first needed."""
+        (H, W, 3) uint8 RGB frames of one size (or one (T, H, W, 3) uint8 array). ``offload_video_to_cpu``:
+        decoded frames wait on the CPU; ``offload_state_to_cpu``: stored masks and memories live on the CPU;
+        ``async_loading_frames``: decode the next frames in a background thread. Frames are decoded when
+        first needed (frame 0 at once), so a corrupt later frame raises ValueError when it is reached.
+        Errors name ``video_path``: FileNotFoundError (no such path), TypeError (wrong type or dtype),
+        ValueError (empty or unlistable folder, unreadable or undecodable file, non-numeric frame names,
+        frames of several sizes or not (H, W, 3))."""
+        offload_video_to_cpu = asflag(offload_video_to_cpu, 'offload_video_to_cpu')
+        offload_state_to_cpu = asflag(offload_state_to_cpu, 'offload_state_to_cpu')
+        async_loading_frames = asflag(async_loading_frames, 'async_loading_frames')
         frames = VideoFrames(video_path, self.model.image_size, offload_video_to_cpu=offload_video_to_cpu,
                              async_loading_frames=async_loading_frames, device=self.device)
         return newstate(frames, self.model.image_size, self.device, offload_video_to_cpu, offload_state_to_cpu)
@@ -110,7 +132,7 @@ class SAMV2VideoPredictor:
     @torch.inference_mode()
     def resetstate(self, inference_state):
         """Remove every object, prompt and result; the video stays loaded."""
-        checkstate(inference_state, self.model.image_size)
+        checkstate(inference_state, self.model.image_size, self.device)
         clearobjects(inference_state)
 
     # ------------------------------------------------------------------ prompts
@@ -123,10 +145,16 @@ class SAMV2VideoPredictor:
         ``box``: one x1, y1, x2, y2 box (needs ``clear_old_points``; it goes before the points). On a frame
         the object was already tracked on, the clicks refine the tracked mask. A new ``obj_id`` adds an
         object. Returns ``(frame_idx, obj_ids, mask_logits)`` for every object on this frame.
+        Coordinates outside the frame are accepted (as by Meta's predictor); NaN/inf, labels outside
+        {-1, 0, 1, 2, 3}, a box that is not 4 numbers or has x2 < x1 or y2 < y1 raise ValueError.
+        ``obj_id``: an int or a str; ``clear_old_points``, ``normalize_coords``: bools.
         """
         state = inference_state
-        checkstate(state, self.model.image_size)
-        frame_idx = checkframeidx(frame_idx, state['num_frames'])
+        checkstate(state, self.model.image_size, self.device)
+        frame_idx = checkframeindex(frame_idx, state['num_frames'])
+        obj_id = checkobjid(obj_id)
+        clear_old_points = asflag(clear_old_points, 'clear_old_points')
+        normalize_coords = asflag(normalize_coords, 'normalize_coords')
         coords, labels = pointprompt(state, points, labels, box, clear_old_points, normalize_coords)
         with newobjectguard(state, obj_id) as obj_idx:
             old = state['point_inputs_per_obj'][obj_idx].get(frame_idx) if not clear_old_points else None
@@ -144,12 +172,19 @@ class SAMV2VideoPredictor:
 
     @torch.inference_mode()
     def addnewmask(self, inference_state, frame_idx, obj_id, mask):
-        """Give object ``obj_id``'s mask on frame ``frame_idx``: an (H, W) bool/0-1 array of any size
-        (resized to the model's input). Returns ``(frame_idx, obj_ids, mask_logits)``."""
+        """Give object ``obj_id``'s mask on frame ``frame_idx``. Returns ``(frame_idx, obj_ids, mask_logits)``.
+
+        ``mask``: an (H, W) array at the video's resolution (bool or 0/1; non-zero is in), or a tensor with
+        values in [0, 1] (kept as they are, as Meta's predictor does); NaN/inf raise ValueError, a mask that is
+        not 2-D raises ValueError. A mask of another size is resized to the model's input (as Meta's
+        predictor does) with a warning, unless it is already S x S (the model's input size).
+        """
         state = inference_state
-        checkstate(state, self.model.image_size)
-        frame_idx = checkframeidx(frame_idx, state['num_frames'])
-        mask_inputs = maskprompt(mask, state['image_size'], state['device'])
+        checkstate(state, self.model.image_size, self.device)
+        frame_idx = checkframeindex(frame_idx, state['num_frames'])
+        obj_id = checkobjid(obj_id)
+        mask_inputs = maskprompt(mask, state['image_size'], state['device'],
+                                 (state['video_height'], state['video_width']))
         with newobjectguard(state, obj_id) as obj_idx:
             return self._promptframe(state, obj_idx, frame_idx, mask_inputs=mask_inputs)
 
@@ -160,8 +195,9 @@ class SAMV2VideoPredictor:
         Returns ``(frame_idx, obj_ids, mask_logits)``, or None with ``need_output=False``.
         """
         state = inference_state
-        checkstate(state, self.model.image_size)
-        frame_idx = checkframeidx(frame_idx, state['num_frames'])
+        checkstate(state, self.model.image_size, self.device)
+        frame_idx = checkframeindex(frame_idx, state['num_frames'])
+        need_output = asflag(need_output, 'need_output')
         self._clearprompts(state, objidx(state, obj_id), frame_idx)
         if not need_output:
             return None
@@ -169,13 +205,18 @@ class SAMV2VideoPredictor:
 
     @torch.inference_mode()
     def removeobject(self, inference_state, obj_id, strict=False, need_output=True):
-        """Remove object ``obj_id`` (an unknown id is an error only with ``strict``).
+        """Remove object ``obj_id``.
 
+        An unknown id (of the right type) is ignored and returns ``(obj_ids, [])``, as in Meta's predictor;
+        with ``strict=True`` it raises VideoStateError (a ValueError) listing the known ids. An id that is
+        neither an int nor a str raises TypeError either way.
         Returns ``(obj_ids, updated_frames)``: the remaining ids and, with ``need_output``, a list of
         ``(frame_idx, mask_logits)`` for the frames the object had prompts on.
         """
         state = inference_state
-        checkstate(state, self.model.image_size)
+        checkstate(state, self.model.image_size, self.device)
+        strict = asflag(strict, 'strict')
+        need_output = asflag(need_output, 'need_output')
         try:
             obj_idx = objidx(state, obj_id)
         except VideoStateError:
@@ -203,15 +244,23 @@ class SAMV2VideoPredictor:
         ``max_frame_num_to_track`` frames after it (default: to the end), towards the start with
         ``reverse`` (nothing when starting at frame 0, as in Meta's). Prompted frames yield their
         prompted masks; the others are tracked from memory, overwriting earlier results. Arguments and
-        prompts are checked here, the work happens while iterating.
+        prompts are checked here, the work happens while iterating. A pass that stops early (an error while
+        tracking, or the caller breaking out) keeps the frames tracked so far; running the pass again gives
+        the same results as on a fresh state.
         """
         state = inference_state
-        checkstate(state, self.model.image_size)
+        checkstate(state, self.model.image_size, self.device)
         if start_frame_idx is not None:
-            start_frame_idx = checkframeidx(start_frame_idx, state['num_frames'], 'start_frame_idx')
+            start_frame_idx = checkframeindex(start_frame_idx, state['num_frames'], 'start_frame_idx')
         count = max_frame_num_to_track
-        if count is not None and (isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0):
-            raise ValueError(f'max_frame_num_to_track must be None or an int >= 0, got {max_frame_num_to_track!r}')
+        if count is not None:
+            if isinstance(count, (bool, np.bool_)) or not isinstance(count, (int, np.integer)):
+                raise TypeError(f'max_frame_num_to_track must be None or an int >= 0, got {type(count).__name__} '
+                                f'{count!r}')
+            if count < 0:
+                raise ValueError(f'max_frame_num_to_track must be None or an int >= 0, got {int(count)}')
+            count = int(count)
+        reverse = asflag(reverse, 'reverse')
         if not state['obj_ids']:
             raise VideoStateError('propagateinvideo needs prompts: add points, a box or a mask for at least one '
                                   'object first (addnewpointsorbox / addnewmask)')
@@ -219,7 +268,7 @@ class SAMV2VideoPredictor:
             if not (state['output_dict_per_obj'][obj_idx][COND] or state['temp_output_dict_per_obj'][obj_idx][COND]):
                 raise VideoStateError(f'object {obj_id!r} has no prompted frame (its prompts were cleared): add '
                                       'points, a box or a mask for it, or remove it with removeobject')
-        return self._propagate(state, start_frame_idx, max_frame_num_to_track, bool(reverse))
+        return self._propagate(state, start_frame_idx, count, reverse)
 
     @torch.inference_mode()
     def _propagate(self, state, start_frame_idx, max_frame_num_to_track, reverse):

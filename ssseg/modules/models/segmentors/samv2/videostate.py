@@ -31,7 +31,7 @@ on an old frame, a propagation started mid-video), it is encoded again from the 
 stored logits: the same values, at the cost of one image encoding per frame rebuilt.
 """
 import contextlib
-import numbers
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 
@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from .prompts import BOX_LABELS, asboxes, aspoints
 from .transforms import smallregions
+from .videoio import FrameIndexError  # noqa: F401 (re-exported for callers catching it here)
 
 # logit Meta's video predictor writes into a filled hole: just above the 0 threshold
 HOLE_FILL_LOGIT = 0.1
@@ -68,32 +69,41 @@ def newstate(frames, image_size, device, offload_video_to_cpu, offload_state_to_
     }
 
 
-def checkstate(state, image_size, argname='inference_state'):
-    if not isinstance(state, dict) or any(key not in state for key in _REQUIRED):
+def checkstate(state, image_size, device=None, argname='inference_state'):
+    """TypeError unless ``state`` is a state dict made by ``initstate`` (naming the missing keys); ValueError
+    when it was made for a model of another image size or on another device."""
+    if not isinstance(state, dict):
         raise TypeError(f'{argname} must be the dict returned by initstate(video_path), got {type(state).__name__}')
+    missing = [key for key in _REQUIRED if key not in state]
+    if missing:
+        raise TypeError(f'{argname} must be the dict returned by initstate(video_path), got a dict missing the keys '
+                        f'{missing}')
     if state['image_size'] != image_size:
         raise ValueError(f'{argname} was made for a model of image_size {state["image_size"]}, this predictor\'s '
                          f'model has image_size {image_size}: call initstate on this predictor')
+    if device is not None and torch.device(state['device']) != torch.device(device):
+        raise ValueError(f'{argname} was made on device {state["device"]}, this predictor runs on {device}: call '
+                         'initstate on this predictor')
 
 
-def checkframeidx(frame_idx, num_frames, argname='frame_idx'):
-    """``frame_idx`` as an int in [0, num_frames - 1]; TypeError / IndexError naming ``argname`` otherwise."""
-    if isinstance(frame_idx, bool) or not isinstance(frame_idx, numbers.Integral):
-        raise TypeError(f'{argname} must be an int in [0, {num_frames - 1}], got {type(frame_idx).__name__} '
-                        f'{frame_idx!r}')
-    if not 0 <= frame_idx < num_frames:
-        raise IndexError(f'{argname} must be in [0, {num_frames - 1}] (the video has {num_frames} frames), '
-                         f'got {frame_idx}')
-    return int(frame_idx)
+def checkobjid(obj_id, argname='obj_id'):
+    """An object id: an int (numpy ints become int) or a str; TypeError naming ``argname`` otherwise.
+
+    Meta's predictor takes any hashable, but True, 1.0 and numpy.int64(1) would all address object 1, and None
+    or a float is almost always a mistake, so only ints and strings are ids here (bool is not an int here)."""
+    if isinstance(obj_id, (bool, np.bool_)):
+        raise TypeError(f'{argname} must be an int or a str object id, got bool {obj_id!r}')
+    if isinstance(obj_id, (int, np.integer)):
+        return int(obj_id)
+    if isinstance(obj_id, str):
+        return obj_id
+    raise TypeError(f'{argname} must be an int or a str object id, got {type(obj_id).__name__} {obj_id!r}')
 
 
 # ---------------------------------------------------------------------- objects
 def objidx(state, obj_id, argname='obj_id'):
-    """Slot of an existing object; VideoStateError naming the known ids otherwise."""
-    try:
-        idx = state['obj_id_to_idx'].get(obj_id)
-    except TypeError as err:  # unhashable
-        raise TypeError(f'{argname} must be a hashable id such as an int, got {type(obj_id).__name__}') from err
+    """Slot of an existing object; TypeError for a non-id, VideoStateError naming the known ids when unknown."""
+    idx = state['obj_id_to_idx'].get(checkobjid(obj_id, argname))
     if idx is None:
         raise VideoStateError(f'{argname} {obj_id!r} is not an object of this state; known ids: {state["obj_ids"]}')
     return idx
@@ -101,10 +111,8 @@ def objidx(state, obj_id, argname='obj_id'):
 
 def addobject(state, obj_id):
     """Slot of ``obj_id``, creating an empty object when it is new (objects may join at any time)."""
-    try:
-        idx = state['obj_id_to_idx'].get(obj_id)
-    except TypeError as err:
-        raise TypeError(f'obj_id must be a hashable id such as an int, got {type(obj_id).__name__}') from err
+    obj_id = checkobjid(obj_id)
+    idx = state['obj_id_to_idx'].get(obj_id)
     if idx is not None:
         return idx
     idx = len(state['obj_id_to_idx'])
@@ -187,7 +195,11 @@ def pointprompt(state, points, labels, box, clear_old_points, normalize_coords):
         if not clear_old_points:
             raise ValueError('box needs clear_old_points=True: a box goes before any click, so it cannot be added to '
                              'the clicks already on this frame')
-        flat = np.asarray(box.detach().cpu() if isinstance(box, torch.Tensor) else box)
+        try:
+            flat = np.asarray(box.detach().cpu() if isinstance(box, torch.Tensor) else box)
+        except (TypeError, ValueError) as err:  # ragged nested lists
+            raise ValueError(f'box must be one x1, y1, x2, y2 box (4 numbers), got {type(box).__name__} {box!r}: '
+                             f'{err}') from None
         if flat.size != 4:
             raise ValueError(f'box must be one x1, y1, x2, y2 box (4 numbers), got shape {flat.shape}')
         corners = asboxes(flat.reshape(4), 'cpu').reshape(1, 2, 2)
@@ -199,18 +211,43 @@ def pointprompt(state, points, labels, box, clear_old_points, normalize_coords):
     return coords.to(state['device']), point_labels.to(state['device'])
 
 
-def maskprompt(mask, image_size, device):
-    """One object's (H, W) mask as a (1, 1, S, S) float input: arrays are read as bool (non-zero is in),
-    tensors keep their values; another size is resized (antialiased) and thresholded at 0.5."""
+def maskprompt(mask, image_size, device, video_size=None):
+    """One object's (H, W) mask as a (1, 1, S, S) float input.
+
+    Arrays (and lists) are read as bool: non-zero is in. Tensors keep their values (as in Meta's predictor: a
+    soft S x S mask reaches the model as it is), so they must lie in [0, 1]. Non-finite values are refused.
+    A mask of another size than the video's ``video_size`` (H, W) or the model's S x S is resized with a
+    warning (a transposed (W, H) mask is a common mistake); resized masks are antialiased and thresholded at 0.5.
+    """
     if not isinstance(mask, torch.Tensor):
         try:
-            mask = torch.as_tensor(np.asarray(mask)).bool()
-        except (TypeError, ValueError, RuntimeError) as err:
+            array = np.asarray(mask)
+            if array.dtype.kind not in 'biuf':
+                raise TypeError(f'dtype {array.dtype} is not numeric')
+        except (TypeError, ValueError) as err:
             raise TypeError(f'mask must be an (H, W) bool or 0/1 array, got {type(mask).__name__}: {err}') from err
+        if array.dtype.kind == 'f' and not np.isfinite(array).all():
+            raise ValueError('mask must be finite (an (H, W) bool or 0/1 array), got NaN or inf values')
+        mask = torch.from_numpy(np.ascontiguousarray(array != 0))
+    elif mask.dtype != torch.bool:
+        if mask.is_complex() or not (mask.is_floating_point() or mask.dtype in (torch.uint8, torch.int8, torch.int16,
+                                                                                torch.int32, torch.int64)):
+            raise TypeError(f'mask must be an (H, W) bool or 0/1 tensor, got dtype {mask.dtype}')
+        if mask.numel():
+            low, high = float(mask.min()), float(mask.max())
+            if mask.is_floating_point() and not bool(torch.isfinite(mask).all()):
+                raise ValueError('mask must be finite (an (H, W) bool or [0, 1] tensor), got NaN or inf values')
+            if low < 0 or high > 1:
+                raise ValueError(f'mask as a tensor must hold values in [0, 1] (bool or 0/1, as Meta\'s predictor '
+                                 f'reads them unchanged), got values in [{low:g}, {high:g}]')
     if mask.dim() != 2 or 0 in mask.shape:
         raise ValueError(f'mask must be one object\'s (H, W) mask (2-D, non-empty), got shape {tuple(mask.shape)}')
+    shape = tuple(mask.shape)
+    if video_size is not None and shape not in (tuple(video_size), (image_size, image_size)):
+        warnings.warn(f'mask has shape {shape} but the video\'s frames are {tuple(video_size)} (H, W): it is resized '
+                      'to the frame (is it transposed, or from another video?)', stacklevel=3)
     mask = mask[None, None].float().to(device)
-    if tuple(mask.shape[-2:]) != (image_size, image_size):
+    if shape != (image_size, image_size):
         mask = F.interpolate(mask, size=(image_size, image_size), mode='bilinear', align_corners=False, antialias=True)
         mask = (mask >= 0.5).float()
     return mask
