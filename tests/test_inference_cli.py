@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import cv2
 import numpy as np
@@ -99,8 +100,8 @@ def _run(capsys, *argv):
     return status, capsys.readouterr().err.splitlines()
 
 
-def _stamps(folder, skip=('annotations.json',)):
-    """{file name: (inode, mtime_ns)}: a file written again (atomically, by rename) gets a new inode."""
+def _stamps(folder, skip=('annotations.json', 'notes.txt')):
+    """{file name: (inode, mtime_ns)} of our outputs: a file written again (atomically, by rename) gets a new inode."""
     return {n: (os.stat(os.path.join(folder, n)).st_ino, os.stat(os.path.join(folder, n)).st_mtime_ns)
             for n in sorted(os.listdir(folder)) if n not in skip}
 
@@ -232,6 +233,7 @@ def _checkmerged(path, names, counts):
 
 def test_amg_folder_resume_overwrite_and_changed_options(tiny, photos, tmp_path, capsys):
     names = ['a.jpg', 'b.png', 'c.jpg']
+    (tmp_path / 'notes.txt').write_text('the user\'s own file')  # an existing folder is never emptied
     status, err = _run(capsys, 'amg', *tiny['args'], '--image', photos, *AMG_FLAGS, '--outdir', tmp_path)
     assert status == 0, err
     counts = _checkamg(tmp_path, names)
@@ -258,6 +260,7 @@ def test_amg_folder_resume_overwrite_and_changed_options(tiny, photos, tmp_path,
     assert all(_stamps(tmp_path)[name][0] != redone[name][0] for name in stamps)
     assert json.loads((tmp_path / 'b.json').read_text())['info']['settings']['generator']['points_per_side'] == 3
     _checkmerged(tmp_path / 'annotations.json', names, _checkamg(tmp_path, names))
+    assert (tmp_path / 'notes.txt').read_text() == 'the user\'s own file'
 
 
 def test_amg_single_image_with_the_configs_checkpoint(tiny, photos, tmp_path, capsys):
@@ -516,3 +519,144 @@ def test_dist_inference_usage_errors(args, message):
     result = _subprocess(['bash', 'scripts/dist_inference.sh', *args])
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
+
+
+# ---------------------------------------------------------------------------------------------- more errors
+@pytest.fixture(scope='module')
+def worse(bad, tiny, tmp_path_factory):
+    """``bad`` plus broken config and checkpoint files in {x}."""
+    x = tmp_path_factory.mktemp('worse')
+    (x / 'syntax.py').write_text('SEGMENTOR_CFG = dict(type=\n')
+    (x / 'raising.py').write_text('raise RuntimeError("config boom")\n')
+    (x / 'nocfg.py').write_text('OTHER = 1\n')
+    (x / 'notadict.py').write_text('SEGMENTOR_CFG = [1, 2]\n')
+    data = open(tiny['ckpt'], 'rb').read()
+    (x / 'truncated.pth').write_bytes(data[: len(data) // 2])
+    (x / 'text.pth').write_text('not a checkpoint')
+    with zipfile.ZipFile(x / 'archive.pth', 'w') as archive:
+        archive.writestr('readme.txt', 'a zip archive, not a torch file')
+    state = torch.load(tiny['ckpt'], weights_only=True)['model']
+    state['no_mem_embed'] = torch.zeros(1, 1, 64)  # as if made for another model width
+    torch.save({'model': state}, x / 'othersize.pth')
+    (x / 'hugeobj.json').write_text('[{"obj": 1%s, "points": [[1, 1, 1]]}]' % ('0' * 400))
+    (x / 'hugepoint.json').write_text('{"points": [[1%s, 1, 1]]}' % ('0' * 400))
+    return {**bad, 'x': os.fspath(x)}
+
+
+MORE_ERROR_CASES = {
+    'image': [
+        ('cfg syntax error', '--cfg {x}/syntax.py --ckpt {ckpt} --device cpu --image {photos}/a.jpg --point 1,1',
+         ['--cfg', 'syntax.py', 'SyntaxError']),
+        ('cfg raises', '--cfg {x}/raising.py --ckpt {ckpt} --device cpu --image {photos}/a.jpg --point 1,1',
+         ['--cfg', 'raising.py', 'RuntimeError: config boom']),
+        ('cfg without SEGMENTOR_CFG', '--cfg {x}/nocfg.py --ckpt {ckpt} --device cpu --image {photos}/a.jpg --point 1,1',
+         ['--cfg', 'nocfg.py', 'SEGMENTOR_CFG']),
+        ('cfg SEGMENTOR_CFG not a dict', '--cfg {x}/notadict.py --ckpt {ckpt} --device cpu --image {photos}/a.jpg '
+         '--point 1,1', ['--cfg', 'notadict.py', 'must be a dict', 'list']),
+        ('cfg not a py file', '--cfg {tmp}/text.jpg --ckpt {ckpt} --device cpu --image {photos}/a.jpg --point 1,1',
+         ['--cfg', 'text.jpg', '.py']),
+        ('truncated ckpt', '--cfg {cfg} --ckpt {x}/truncated.pth --device cpu --image {photos}/a.jpg --point 1,1',
+         ['--ckpt', 'truncated.pth', 'not a readable PyTorch checkpoint']),
+        ('text ckpt', '--cfg {cfg} --ckpt {x}/text.pth --device cpu --image {photos}/a.jpg --point 1,1',
+         ['--ckpt', 'text.pth', 'not a readable PyTorch checkpoint']),
+        ('zip ckpt', '--cfg {cfg} --ckpt {x}/archive.pth --device cpu --image {photos}/a.jpg --point 1,1',
+         ['--ckpt', 'archive.pth', 'not a readable PyTorch checkpoint']),
+        ('ckpt of another size', '--cfg {cfg} --ckpt {x}/othersize.pth --device cpu --image {photos}/a.jpg --point 1,1',
+         ['--ckpt', 'othersize.pth', 'does not fit', 'no_mem_embed (checkpoint (1, 1, 64), model (1, 1, 32))']),
+        ('huge point in prompts file', '{common} --image {photos}/a.jpg --prompts {x}/hugepoint.json',
+         ['--prompts', 'finite numbers']),
+    ],
+    'amg': [
+        ('crop downscale 0', '{common} --image {photos}/a.jpg --crop-n-layers 1 --crop-n-points-downscale-factor 0',
+         ['--crop-n-points-downscale-factor', '0']),
+        ('pred iou nan', '{common} --image {photos}/a.jpg --pred-iou-thresh nan', ['--pred-iou-thresh', 'nan']),
+        ('amg truncated ckpt', '--cfg {cfg} --ckpt {x}/truncated.pth --device cpu --image {photos}',
+         ['--ckpt', 'truncated.pth']),
+    ],
+    'video': [
+        ('frame 1e400', '{common} --video {jpegs} --frame 1e400 --obj 1 --point 1,1', ['--frame', '1e400']),
+        ('obj 1e400', '{common} --video {jpegs} --obj 1e400 --point 1,1', ['--obj', '1e400']),
+        ('obj too large', '{common} --video {jpegs} --obj 2147483648 --point 1,1', ['--obj', '2147483647', '2147483648']),
+        ('huge obj in prompts file', '{common} --video {jpegs} --prompts {x}/hugeobj.json', ['--prompts', 'obj', '0..']),
+        ('video cfg syntax error', '--cfg {x}/syntax.py --ckpt {ckpt} --device cpu --video {jpegs} --obj 1 --point 1,1',
+         ['--cfg', 'syntax.py', 'SyntaxError']),
+        ('video ckpt of another size', '--cfg {cfg} --ckpt {x}/othersize.pth --device cpu --video {jpegs} --obj 1 '
+         '--point 1,1', ['--ckpt', 'othersize.pth', 'no_mem_embed']),
+    ],
+}
+
+
+def _onelineerror(capsys, command, argv, words, out):
+    status, err = _run(capsys, command, *argv, '--outdir', out)
+    assert status == 2, err
+    assert len(err) == 1, err
+    assert err[0].startswith(f'ssseg {command}: error: '), err
+    for word in words:
+        assert word in err[0], err
+    assert not os.path.exists(out) or os.listdir(out) == []
+    return err[0]
+
+
+@pytest.mark.parametrize('command,line,words', [(command, line, words) for command, cases in MORE_ERROR_CASES.items()
+                                                for _, line, words in cases],
+                         ids=[name for cases in MORE_ERROR_CASES.values() for name, _, _ in cases])
+def test_more_bad_input_exits_with_one_error_line(command, line, words, worse, tmp_path, capsys):
+    _onelineerror(capsys, command, line.format(**worse).split(), words, tmp_path / 'out')
+
+
+def test_cfg_help_warns_that_configs_are_code(capsys):
+    with pytest.raises(SystemExit):
+        main(['image', '--help'])
+    assert 'Configs are executable Python: load only configs you trust.' in ' '.join(capsys.readouterr().out.split())
+
+
+def test_unreachable_ckpt_url_without_cache(tiny, photos, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv('TORCH_HOME', os.fspath(tmp_path / 'torchhome'))
+
+    def offline(url, dst, *args, **kwargs):
+        raise OSError('[Errno 101] Network is unreachable')
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', offline)
+    url = 'https://example.invalid/sam2.1_hiera_tiny.pt'
+    cached = os.path.join(os.fspath(tmp_path / 'torchhome'), 'hub', 'checkpoints', 'sam2.1_hiera_tiny.pt')
+    for command, flags in (('image', ['--image', photos / 'a.jpg', '--point', '1,1']),
+                           ('amg', ['--image', photos / 'a.jpg']),):
+        line = _onelineerror(capsys, command, ['--cfg', tiny['cfg'], '--ckpt', url, '--device', 'cpu', *flags],
+                             ['--ckpt', url, cached, 'Network is unreachable'], tmp_path / command)
+        assert line.startswith(f'ssseg {command}: error: --ckpt: could not download the checkpoint {url}')
+
+
+@pytest.mark.parametrize('device, available, count, words', [
+    ('cuda', False, 0, ['--device', 'cuda', 'CUDA is not available']),
+    ('cuda:1', False, 0, ['--device', 'cuda:1', 'CUDA is not available']),
+    ('cuda:3', True, 2, ['--device', 'cuda:3', '2 CUDA device(s)', '0..1']),
+    ('mps', False, 0, ['--device', "'mps'"]),
+])
+def test_unusable_device(device, available, count, words, tiny, photos, videos, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: available)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: count)
+    _onelineerror(capsys, 'image', ['--cfg', tiny['cfg'], '--ckpt', tiny['ckpt'], '--device', device, '--image',
+                                    photos / 'a.jpg', '--point', '1,1'], words, tmp_path / 'image')
+    _onelineerror(capsys, 'video', ['--cfg', tiny['cfg'], '--ckpt', tiny['ckpt'], '--device', device, '--video',
+                                    videos['jpegs'], '--obj', '1', '--point', '1,1'], words, tmp_path / 'video')
+
+
+def test_large_object_ids_get_colours_without_a_huge_palette():
+    from ssseg.inference.videojob import _palette
+    small = _palette([1, 2, 255])
+    colours = _palette([1, 2, 255, 2 ** 31 - 1])
+    assert all(np.array_equal(small[i], colours[i]) for i in small)  # the small ids keep their colours
+    assert all(len(c) == 3 and 40 <= min(c) and max(c) < 256 for c in colours.values())
+    assert np.array_equal(colours[2 ** 31 - 1], _palette([2 ** 31 - 1])[2 ** 31 - 1])
+
+
+def test_outdir_without_write_permission(tiny, photos, tmp_path, monkeypatch, capsys):
+    # the tests may run as root, for whom no folder is read-only: stand in for the permission check
+    import ssseg.inference.cli as cli
+    locked = os.fspath(tmp_path / 'locked')
+    os.mkdir(locked)
+    real = os.access
+    monkeypatch.setattr(cli.os, 'access', lambda path, mode: False if os.fspath(path) == locked else real(path, mode))
+    outdir = os.path.join(locked, 'new', 'out')
+    status, err = _run(capsys, 'image', *tiny['args'], '--image', photos / 'a.jpg', '--point', '1,1', '--outdir', outdir)
+    assert status == 2 and len(err) == 1 and '--outdir' in err[0] and 'no permission' in err[0], err
+    assert os.listdir(locked) == []

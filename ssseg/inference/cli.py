@@ -14,6 +14,7 @@ import sys
 import torch
 from tqdm import tqdm
 
+from ..modules.utils.checkpoints import CheckpointError, CheckpointNotFoundError
 from .distributed import Ranks
 from .imagejobs import AMG_OPTIONS, runimages
 from .videojob import runvideo
@@ -31,7 +32,8 @@ class _Ordered(argparse.Action):
 def _commonoptions():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument('--cfg', required=True,
-                        help='config: a file under ssseg/configs/samv2/ or its bare name, e.g. samv21_hiera_tiny')
+                        help='config: a .py file (e.g. under ssseg/configs/samv2/) or a shipped bare name, e.g. '
+                             'samv21_hiera_tiny. Configs are executable Python: load only configs you trust.')
     common.add_argument('--ckpt', default=None, help="checkpoint path or URL (default: the config's)")
     common.add_argument('--device', default=None, help='cpu, cuda or cuda:N (default: cuda if available, else cpu)')
     common.add_argument('--precision', default='float32', choices=('float32', 'bfloat16'),
@@ -83,8 +85,10 @@ def _loadcfg(args):
     from ..modules.utils.configs import loadsegmentorcfg
     try:
         cfg = loadsegmentorcfg(args.cfg)
-    except (FileNotFoundError, ValueError) as error:
-        raise ValueError(f'--cfg: {error}') from None
+    except (ValueError, TypeError, OSError) as error:
+        # the loader's messages start with "cfg" (the argument): make that the flag
+        message = str(error)
+        raise ValueError(f'--{message}' if message.startswith('cfg') else f'--cfg: {message}') from error
     if args.ckpt is not None:
         if '://' not in args.ckpt and not os.path.isfile(args.ckpt):
             raise FileNotFoundError(f'--ckpt: no such file: {args.ckpt!r}')
@@ -101,11 +105,26 @@ def _checkdevice(device):
         parsed = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f'--device must be cpu, cuda or cuda:N, got {device!r}') from None
-    if parsed.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f'--device {device}: CUDA is not available on this machine (use --device cpu)')
     if parsed.type not in ('cpu', 'cuda'):
         raise ValueError(f'--device must be cpu, cuda or cuda:N, got {device!r}')
+    if parsed.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'--device {device}: CUDA is not available on this machine (use --device cpu)')
+    if parsed.type == 'cuda' and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ValueError(f'--device {device}: this machine has {count} CUDA device(s), so N in cuda:N must be in '
+                         f'0..{count - 1}')
     return device
+
+
+def _checkoutdir(outdir):
+    """Refuse an --outdir that is a file, or that could not be written in, before any work is done."""
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+        raise NotADirectoryError(f'--outdir must be a folder (created if missing), got the file {outdir!r}')
+    existing = os.path.abspath(outdir)
+    while not os.path.exists(existing):  # the nearest folder that exists is where it will be created
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f'--outdir {outdir!r}: no permission to write in {existing!r}')
 
 
 def main(argv=None):
@@ -120,8 +139,7 @@ def main(argv=None):
     try:
         device = _checkdevice(args.device)
         cfg = _loadcfg(args)
-        if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
-            raise NotADirectoryError(f'--outdir must be a folder (created if missing), got the file {args.outdir!r}')
+        _checkoutdir(args.outdir)
         with Ranks(device) as ranks:
             if ranks.world > 1 and ranks.device.type == 'cpu' and 'OMP_NUM_THREADS' not in os.environ:
                 torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks.world))
@@ -133,6 +151,9 @@ def main(argv=None):
                 return runimages(args, ranks, cfg, log)
     except (ValueError, TypeError, OSError) as error:
         message = ' '.join(str(error).split())
+        if isinstance(error, (CheckpointError, CheckpointNotFoundError)) and not message.startswith('--ckpt'):
+            flag = '--ckpt' if args.ckpt is not None else "--ckpt (default: the config's checkpoint)"
+            message = f'{flag}: {message}'
         print(f'{prefix}: error: {message}', file=sys.stderr, flush=True)
         return 2
 

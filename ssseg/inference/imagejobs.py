@@ -196,9 +196,11 @@ def _buildworker(args, cfg, device):
     try:
         return SAMV2AutomaticMaskGenerator(samv2_cfg=cfg, device=device, output_mode='coco_rle', progress=False,
                                            precision=args.precision, **options)
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         # name the flags the user typed, not the generator's keyword arguments
         message = str(error)
-        for name in options:
+        for name in sorted(options, key=len, reverse=True):
             message = message.replace(name, '--' + name.replace('_', '-'))
-        raise ValueError(message) from None
+        if message == str(error):
+            raise  # not about an option (e.g. the checkpoint): keep the error as it is
+        raise type(error)(message) from error

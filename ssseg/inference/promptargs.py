@@ -40,9 +40,13 @@ def parsebox(text, name='--box'):
 
 def _aslist(value, name, counts):
     """A JSON list of numbers (the same forms as the flags)."""
-    if (not isinstance(value, (list, tuple)) or len(value) not in counts
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
-        raise ValueError(f'{name} must be a list of {" or ".join(map(str, counts))} finite numbers, got {value!r}')
+    def finite(v):
+        try:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        except OverflowError:  # a JSON integer too large for a float
+            return False
+    if not isinstance(value, (list, tuple)) or len(value) not in counts or not all(finite(v) for v in value):
+        raise ValueError(f'{name} must be a list of {" or ".join(map(str, counts))} finite numbers, got {value!r:.100}')
     return [float(v) for v in value]
 
 
@@ -151,11 +155,16 @@ def videoprompts(events, data=None, path=None):
     return [groups[key] for key in sorted(groups)]
 
 
+# object ids and frame numbers are stored as int32 by the model and in the outputs
+MAX_ID = 2 ** 31 - 1
+
+
 def _nonnegativeint(value, name):
+    """``value`` (a flag's text or a JSON number) as an int in [0, MAX_ID]; ValueError naming ``name`` otherwise."""
     try:
         number = int(value) if not isinstance(value, bool) and float(value) == int(float(value)) else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 is inf, which has no int
         number = None
-    if number is None or number < 0:
-        raise ValueError(f'{name} must be an int >= 0, got {value!r}')
+    if number is None or not 0 <= number <= MAX_ID:
+        raise ValueError(f'{name} must be an int in 0..{MAX_ID}, got {value!r:.40}')
     return number

@@ -20,9 +20,11 @@ PALETTE_SEED = 0
 
 
 def _palette(obj_ids):
-    rng = np.random.default_rng(PALETTE_SEED)
-    colors = rng.integers(40, 256, size=(max(obj_ids) + 1, 3))
-    return {obj_id: colors[obj_id] for obj_id in obj_ids}
+    """{obj id: RGB colour}; ids 0..255 share one seeded table, larger ids get a colour seeded by the id
+    (so memory does not grow with the largest id)."""
+    table = np.random.default_rng(PALETTE_SEED).integers(40, 256, size=(256, 3))
+    return {obj_id: table[obj_id] if obj_id < len(table)
+            else np.random.default_rng([PALETTE_SEED, obj_id]).integers(40, 256, size=3) for obj_id in obj_ids}
 
 
 def _sourcefps(video, fps):

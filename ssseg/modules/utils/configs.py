@@ -17,11 +17,19 @@ def availableconfigs(family='samv2'):
 
 
 def resolveconfigpath(name_or_path, family='samv2'):
-    """Map a bare config name (``samv21_hiera_tiny``) or a path to an existing ``.py`` file."""
+    """Map a bare config name (``samv21_hiera_tiny``) or a path to an existing ``.py`` file.
+
+    Raises TypeError for a non-str, ValueError for an existing file that is not ``.py`` and
+    FileNotFoundError (listing the shipped names) for anything else.
+    """
     if not isinstance(name_or_path, (str, os.PathLike)):
-        raise TypeError(f'cfg must be a config name or a path to a .py file, got {type(name_or_path).__name__}')
+        raise TypeError(f'cfg must be a config name or a path to a .py file, got {type(name_or_path).__name__} '
+                        f'{name_or_path!r:.80}')
     name_or_path = os.fspath(name_or_path)
     if os.path.isfile(name_or_path):
+        if not name_or_path.endswith('.py'):
+            raise ValueError(f'cfg must be a config name or a path to a .py file, got the file {name_or_path!r} '
+                             f'(not .py)')
         return name_or_path
     stem = os.path.splitext(os.path.basename(name_or_path))[0]
     shipped = os.path.join(CONFIGS_DIR, family, stem + '.py')
@@ -32,9 +40,22 @@ def resolveconfigpath(name_or_path, family='samv2'):
 
 
 def loadsegmentorcfg(name_or_path, family='samv2'):
-    """Return a deep copy of ``SEGMENTOR_CFG`` from a config file (by bare name or path) as plain dicts."""
+    """Return a deep copy of ``SEGMENTOR_CFG`` from a config file (by bare name or path) as plain dicts.
+
+    The file is executed as Python. A file that does not parse or raises while running gives a
+    ValueError naming it (the original error is its ``__cause__``); a file without ``SEGMENTOR_CFG``
+    a ValueError, and one whose ``SEGMENTOR_CFG`` is not a dict a TypeError.
+    """
     path = resolveconfigpath(name_or_path, family)
-    cfg = Config.fromfile(path).to_dict()
+    try:
+        cfg = Config.fromfile(path).to_dict()
+    except Exception as err:  # the file is user code: any error while parsing or running it is a bad config
+        raise ValueError(f'cfg={path!r}: the config file could not be loaded (it is run as Python): '
+                         f'{type(err).__name__}: {err}') from err
     if 'SEGMENTOR_CFG' not in cfg:
-        raise ValueError(f'config file {path} does not define SEGMENTOR_CFG')
+        raise ValueError(f'cfg={path!r}: the config file must define SEGMENTOR_CFG, a dict; it defines '
+                         f'{", ".join(sorted(map(str, cfg))) or "nothing"}')
+    if not isinstance(cfg['SEGMENTOR_CFG'], dict):
+        raise TypeError(f'cfg={path!r}: SEGMENTOR_CFG must be a dict, got '
+                        f'{type(cfg["SEGMENTOR_CFG"]).__name__} {cfg["SEGMENTOR_CFG"]!r:.80}')
     return copy.deepcopy(cfg['SEGMENTOR_CFG'])

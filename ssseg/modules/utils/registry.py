@@ -11,19 +11,25 @@ def buildfromregistry(registry: Registry, cfg, argname: str = 'cfg'):
     its own children. Unknown types and malformed configs raise errors naming the argument.
     """
     if not isinstance(cfg, dict):
-        raise TypeError(f'{argname} must be a dict with a "type" key, got {type(cfg).__name__}')
+        raise TypeError(f'{argname} must be a dict with a "type" key, got {type(cfg).__name__} {cfg!r:.80}')
     if 'type' not in cfg:
-        raise ValueError(f'{argname} must have a "type" key naming a registered {registry.name}, got keys {sorted(cfg)}')
+        raise ValueError(f'{argname} must have a "type" key naming a registered {registry.name}, got keys '
+                         f'{sorted(map(str, cfg))}')
     cfg = copy.deepcopy(cfg)
     typename = cfg.pop('type')
+    known = sorted(registry.module_dict)
     if isinstance(typename, str):
-        builder = registry.get(typename)
+        try:
+            builder = registry.get(typename) if typename else None
+        except (RuntimeError, KeyError, ImportError) as err:  # mmengine's lookup of a "scope.Name" it cannot resolve
+            raise ValueError(f'{argname}["type"]={typename!r} is not a registered {registry.name}; known: {known}') from err
         if builder is None:
-            raise ValueError(f'{argname}["type"]={typename!r} is not a registered {registry.name}; known: {sorted(registry.module_dict)}')
+            raise ValueError(f'{argname}["type"]={typename!r} is not a registered {registry.name}; known: {known}')
     elif callable(typename):
         builder = typename
     else:
-        raise TypeError(f'{argname}["type"] must be a registered name or a class, got {type(typename).__name__}')
+        raise TypeError(f'{argname}["type"] must be a registered name (one of {known}) or a class, got '
+                        f'{type(typename).__name__} {typename!r:.80}')
     try:
         return builder(**cfg)
     except TypeError as err:
