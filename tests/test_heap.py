@@ -68,6 +68,37 @@ def test_holder_keeps_it_until_collected(depth):
     assert depth() == 0
 
 
+def test_trimheap_only_while_the_heap_is_kept(monkeypatch):
+    calls = []
+
+    class _FakeLibc:
+        def malloc_trim(self, pad):
+            calls.append(pad)
+
+        def mallopt(self, option, value):
+            pass
+    monkeypatch.setattr(heap, '_libc', _FakeLibc())
+    monkeypatch.setattr(heap, '_depth', 0)
+    heap.trimheap()
+    assert calls == []  # glibc trims by itself when the heap is not kept
+    monkeypatch.setattr(heap, '_depth', 1)
+    heap.trimheap()
+    assert calls == [0]
+
+
+def test_long_propagations_trim_the_heap(tmp_path, monkeypatch):
+    import ssseg.modules.models.segmentors.samv2.videopredictor as videopredictor
+    from test_videopredictor import makeframes
+    from tinyconfig import writetinyckpt
+    trims = []
+    monkeypatch.setattr(videopredictor, 'trimheap', lambda: trims.append(1))
+    monkeypatch.setattr(videopredictor, 'HEAP_TRIM_FRAMES', 3)
+    predictor = videopredictor.SAMV2VideoPredictor(samv2_cfg=writetinyckpt(tmp_path / 'tiny.pt'), device='cpu')
+    state = predictor.initstate(makeframes(7))
+    predictor.addnewpoints(state, 0, 1, [[15, 20]], [1])
+    assert len(list(predictor.propagateinvideo(state))) == 7 and len(trims) == 2  # after the 3rd and 6th frame
+
+
 def test_results_do_not_depend_on_it():
     torch.manual_seed(0)
     layer = torch.nn.Linear(256, 1024)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ....utils.heap import trimheap
 from .modelchoice import buildsamv2, choosesegmentorcfg
 from .prompts import asflag
 from .samv2 import NO_OBJ_SCORE
@@ -32,6 +33,8 @@ from .videostate import (COND, NON_COND, RebuildingOutputs, VideoStateError, any
                          checkobjid, checkstate, clearobjects, dropobject, fillsmallholes, maskprompt, newobjectguard,
                          newstate, objidx, pointprompt, releaseframe, releaseoutside, unfilledmasks)
 
+# frames between two returns of free heap pages to the system during a propagation (see heap.trimheap)
+HEAP_TRIM_FRAMES = 50
 # largest prompt logit magnitude fed back to the decoder with refinement clicks (avoids extreme values)
 PREV_LOGITS_CLAMP = 32.0
 
@@ -60,7 +63,8 @@ class SAMV2VideoPredictor:
     frames past it, and encoded again from its frame if a later call reads them (same outputs, one image
     encoding each); prompted frames keep theirs. The S/4 x S/4 float32 low-res logits, object pointers and
     scores of every visited frame are kept: they are the outputs and what refinement clicks start from.
-    ``release_memory=False`` keeps everything, as Meta does.
+    ``release_memory=False`` keeps everything, as Meta does. On a CPU the freed heap pages go back to the
+    system every ``HEAP_TRIM_FRAMES`` frames of a propagation, so resident memory does not creep up.
     """
 
     def __init__(self, samv2_cfg=None, use_default_samv2_l=False, use_default_samv2_bplus=False,
@@ -288,10 +292,12 @@ class SAMV2VideoPredictor:
         window, sign = self.memorywindow, -1 if reverse else 1
         if self.release_memory:
             releaseoutside(state, start_frame_idx, reverse, window)
-        for frame_idx in tqdm(order, desc='propagate in video', disable=not self._showprogress()):
+        for step, frame_idx in enumerate(tqdm(order, desc='propagate in video', disable=not self._showprogress())):
             masks = self._trackframe(state, frame_idx, num_objects, reverse)
             if self.release_memory:
                 releaseframe(state, frame_idx - sign * (window + 1))
+            if step % HEAP_TRIM_FRAMES == HEAP_TRIM_FRAMES - 1:
+                trimheap()  # one frame's page faults per HEAP_TRIM_FRAMES keep resident memory from creeping up
             yield frame_idx, list(state['obj_ids']), self._tovideores(state, torch.cat(masks, dim=0))
 
     def _trackframe(self, state, frame_idx, num_objects, reverse):
