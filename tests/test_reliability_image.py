@@ -209,8 +209,10 @@ BAD_PROMPTS = [
     (dict(point_labels=[1]), ValueError, 'point_labels was given without point_coords'),
     (dict(point_coords=[[1, 2], [3, 4]], point_labels=[1]), ValueError,
      r'point_labels must have one label per point, shape \(P,\) = \(2,\) for point_coords of shape \(2, 2\), got \(1,\)'),
-    (dict(point_coords=[[[1, 2], [3, 4]]], point_labels=[1, 1]), ValueError,
-     r'point_labels must have one label per point, shape \(N, P\) = \(1, 2\) for point_coords of shape \(1, 2, 2\), got \(2,\)'),
+    (dict(point_coords=[[[1, 2], [3, 4]], [[5, 6], [7, 8]]], point_labels=[1, 1]), ValueError,
+     r'point_labels must have one label per point, shape \(N, P\) = \(2, 2\) for point_coords of shape \(2, 2, 2\), got \(2,\)'),
+    (dict(point_coords=[[[1, 2], [3, 4]]], point_labels=[1, 1, 1]), ValueError,
+     r'point_labels must have one label per point, shape \(N, P\) = \(1, 2\) for point_coords of shape \(1, 2, 2\), got \(1, 3\)'),
     (dict(point_coords=[[1, 2]], point_labels=[[1]]), ValueError, r'shape \(P,\) = \(1,\) .*got \(1, 1\)'),
     (dict(point_coords=[[1, 2, 3]], point_labels=[1]), ValueError,
      r'point_coords must have shape \(P, 2\) or \(N, P, 2\) with N, P >= 1, got \(1, 3\)'),
@@ -254,6 +256,13 @@ BAD_PROMPTS = [
      r'mask_input must hold 1 mask \(shared\) or 2 \(one per prompt\) for 2 prompt set\(s\), got 3 masks'),
     (dict(mask_input='logits'), TypeError, r'mask_input must be a numeric array, got str'),
 ]
+
+
+def test_one_prompt_set_may_take_flat_labels(predictor):
+    # (1, P, 2) points with (P,) labels are one prompt, as Meta's video predictor reads them
+    flat = predictor.predict(point_coords=[[10, 20], [30, 40]], point_labels=[1, 0])
+    nested = predictor.predict(point_coords=[[[10, 20], [30, 40]]], point_labels=[1, 0])
+    assert all(np.array_equal(a, b) for a, b in zip(flat, nested))
 
 
 @pytest.mark.parametrize('kwargs, error, match', BAD_PROMPTS)
