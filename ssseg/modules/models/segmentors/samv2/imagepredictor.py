@@ -98,7 +98,8 @@ class SAMV2ImagePredictor:
         self._is_batch = True
 
     def getimageembedding(self):
-        """The current image's embedding, (1, C, S/16, S/16) (C=256, 64 x 64 for S=1024)."""
+        """The current image's embedding, (1, C, S/16, S/16) (C=256, 64 x 64 for S=1024); (B, C, S/16, S/16)
+        for the B images of :meth:`setimagebatch`."""
         self._checkimageset(batch=None, method='getimageembedding')
         return self._features['image_embed']
 
