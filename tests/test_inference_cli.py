@@ -628,7 +628,7 @@ def test_unreachable_ckpt_url_without_cache(tiny, photos, tmp_path, monkeypatch,
 @pytest.mark.parametrize('device, available, count, words', [
     ('cuda', False, 0, ['--device', 'cuda', 'CUDA is not available']),
     ('cuda:1', False, 0, ['--device', 'cuda:1', 'CUDA is not available']),
-    ('cuda:3', True, 2, ['--device', 'cuda:3', '2 CUDA device(s)', '0..1']),
+    ('cuda:3', True, 2, ['--device', 'cuda:3', '2 CUDA device(s)', '[0, 1]']),
     ('mps', False, 0, ['--device', "'mps'"]),
 ])
 def test_unusable_device(device, available, count, words, tiny, photos, videos, tmp_path, monkeypatch, capsys):

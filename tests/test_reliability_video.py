@@ -16,7 +16,7 @@ import torch
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from test_videopredictor import makeframes
+from test_videopredictor import makeframes, snapshot
 from tinyconfig import writetinyckpt
 from ssseg.modules.models.segmentors.samv2 import SAMV2VideoPredictor
 from ssseg.modules.models.segmentors.samv2 import videoio
@@ -43,11 +43,6 @@ def predictor(tinycfg):
 @pytest.fixture(scope='module')
 def frames():
     return makeframes(NUM_FRAMES, H, W)
-
-
-def snapshot(result):
-    frame_idx, obj_ids, masks = result
-    return frame_idx, list(obj_ids), masks.clone()
 
 
 PROMPTS = [lambda p, s: p.addnewpointsorbox(s, 0, 1, points=[[15, 20]], labels=[1]),

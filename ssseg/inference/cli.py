@@ -99,20 +99,14 @@ def _loadcfg(args):
 
 
 def _checkdevice(device):
+    """``--device`` checked by the predictors' own rule before any work, the message naming the flag."""
     if device is None:
         return None
+    from ..modules.models.segmentors.samv2.modelchoice import defaultdevice
     try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f'--device must be cpu, cuda or cuda:N, got {device!r}') from None
-    if parsed.type not in ('cpu', 'cuda'):
-        raise ValueError(f'--device must be cpu, cuda or cuda:N, got {device!r}')
-    if parsed.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f'--device {device}: CUDA is not available on this machine (use --device cpu)')
-    if parsed.type == 'cuda' and parsed.index is not None and parsed.index >= torch.cuda.device_count():
-        count = torch.cuda.device_count()
-        raise ValueError(f'--device {device}: this machine has {count} CUDA device(s), so N in cuda:N must be in '
-                         f'0..{count - 1}')
+        defaultdevice(device)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f'--{error}') from None  # its messages start with "device"
     return device
 
 
