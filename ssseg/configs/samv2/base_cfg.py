@@ -14,7 +14,8 @@ SEGMENTOR_CFG = {
         'neck': {
             'type': 'FpnNeck', 'd_model': 256, 'backbone_channel_list': [768, 384, 192, 96],
             'fpn_top_down_levels': [2, 3], 'fpn_interp_model': 'nearest',
-            'position_encoding': {'type': 'PositionEmbeddingSine', 'num_pos_feats': 256, 'normalize': True, 'temperature': 10000},
+            'position_encoding': {'type': 'PositionEmbeddingSine', 'num_pos_feats': 256, 'normalize': True,
+                                  'temperature': 10000},
         },
     },
     'memory_attention': {
@@ -35,11 +36,13 @@ SEGMENTOR_CFG = {
     },
     'memory_encoder': {
         'type': 'MemoryEncoder', 'out_dim': 64,
-        'position_encoding': {'type': 'PositionEmbeddingSine', 'num_pos_feats': 64, 'normalize': True, 'temperature': 10000},
+        'position_encoding': {'type': 'PositionEmbeddingSine', 'num_pos_feats': 64, 'normalize': True,
+                              'temperature': 10000},
         'mask_downsampler': {'type': 'MaskDownSampler', 'kernel_size': 3, 'stride': 2, 'padding': 1},
         'fuser': {
             'type': 'Fuser', 'num_layers': 2,
-            'layer': {'type': 'CXBlock', 'dim': 256, 'kernel_size': 7, 'padding': 3, 'layer_scale_init_value': 1e-6, 'use_dwconv': True},
+            'layer': {'type': 'CXBlock', 'dim': 256, 'kernel_size': 7, 'padding': 3, 'layer_scale_init_value': 1e-6,
+                      'use_dwconv': True},
         },
     },
     # embed_dim and image sizes come from the image encoder and image_size

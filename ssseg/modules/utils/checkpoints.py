@@ -7,6 +7,7 @@ import os
 import pickle
 import re
 import warnings
+from typing import Optional, Union
 from urllib.parse import urlparse
 
 import torch
@@ -25,17 +26,33 @@ class CheckpointNotFoundError(FileNotFoundError):
     """A checkpoint path that does not exist, or a URL neither in torch.hub's cache nor downloadable."""
 
 
-def isurl(path):
+def isurl(path: object) -> bool:
+    """Whether ``path`` is an http(s) URL.
+
+    Args:
+        path: anything (only a str can be a URL).
+    Returns:
+        True for a str whose scheme is http or https.
+    """
     return isinstance(path, str) and urlparse(path).scheme in ('http', 'https')
 
 
-def resolvecheckpoint(ckptpath, progress=True):
+def resolvecheckpoint(ckptpath: Union[str, os.PathLike], progress: bool = True) -> str:
     """Return a local file for ``ckptpath``.
 
     A URL resolves to ``$TORCH_HOME/hub/checkpoints/<file name>``: a file already there is used
     offline, otherwise it is downloaded with a progress bar. A local path must exist.
-    Raises TypeError for a non-path, CheckpointNotFoundError (a FileNotFoundError) naming the path, or
-    the URL and the cache file to put a manual download at, and CheckpointError for a URL without a file name.
+
+    Args:
+        ckptpath: an http(s) URL or a local path (``~`` is expanded).
+        progress: show the download's progress bar.
+    Returns:
+        The local file's path.
+    Raises:
+        TypeError: a non-path.
+        CheckpointNotFoundError: (a FileNotFoundError) naming the path, or the URL and the cache file to put a
+            manual download at.
+        CheckpointError: a URL without a file name.
     """
     if not isinstance(ckptpath, (str, os.PathLike)):
         raise TypeError(f'ckptpath must be a URL or a local path (str), got {type(ckptpath).__name__} {ckptpath!r:.80}')
@@ -88,12 +105,18 @@ def _whyunreadable(err):
     return 'truncated, corrupt, or not a weights-only torch file', ' '.join(text.split())
 
 
-def readstatedict(path):
+def readstatedict(path: Union[str, os.PathLike]) -> dict:
     """Read a checkpoint file with ``weights_only=True`` and return its state dict.
 
     The official format is ``{'model': state_dict}``; a bare state dict is accepted as well.
-    Anything else (truncated, not a torch file, Python objects beyond tensors, another layout) raises
-    CheckpointError (a ValueError) naming the file.
+
+    Args:
+        path: a local checkpoint file.
+    Returns:
+        The state dict {name: torch.Tensor}, on the CPU.
+    Raises:
+        CheckpointError: (a ValueError) naming the file, for anything else (truncated, not a torch file, Python
+            objects beyond tensors, another layout).
     """
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
@@ -121,8 +144,14 @@ def _listed(names, limit=10):
     return ', '.join(names[:limit]) + more
 
 
-def guessconfigname(state_dict):
-    """The shipped config name a SAMV2 state dict fits (e.g. 'samv21_hiera_small'), or None if unknown."""
+def guessconfigname(state_dict: dict) -> Optional[str]:
+    """The shipped config name a SAMV2 state dict fits.
+
+    Args:
+        state_dict: {name: torch.Tensor} of a SAMV2 (ssseg's names, as in Meta's checkpoints).
+    Returns:
+        E.g. 'samv21_hiera_small', or None if unknown.
+    """
     patch = state_dict.get('image_encoder.trunk.patch_embed.proj.weight')
     blocks = {int(m.group(1)) for k in state_dict for m in [re.match(r'image_encoder\.trunk\.blocks\.(\d+)\.', k)] if m}
     if not isinstance(patch, torch.Tensor) or patch.dim() == 0 or not blocks:
@@ -133,13 +162,23 @@ def guessconfigname(state_dict):
     return f'samv{"21" if "no_obj_embed_spatial" in state_dict else "2"}_hiera_{size}'
 
 
-def loadstatedict(model, state_dict, strict=True, source='checkpoint'):
+def loadstatedict(model: torch.nn.Module, state_dict: dict, strict: bool = True,
+                  source: str = 'checkpoint') -> torch.nn.Module:
     """Load ``state_dict`` into ``model`` after checking names and shapes.
 
-    With ``strict`` any missing key, unexpected key or shape mismatch raises a CheckpointError (a
-    ValueError) naming them; otherwise the matching tensors are loaded and the rest reported in a warning,
-    unless they hold less than MIN_LOADED_FRACTION of the model's values (then it raises: a predictor never
-    runs with mostly random weights).
+    Without ``strict`` the matching tensors are loaded and the rest reported in a warning.
+
+    Args:
+        model: the module to load into (modified in place).
+        state_dict: {name: torch.Tensor}.
+        strict: any missing key, unexpected key or shape mismatch is an error.
+        source: what the state dict is, in messages (e.g. the file).
+    Returns:
+        ``model``.
+    Raises:
+        CheckpointError: (a ValueError) with ``strict``, naming the missing and unexpected keys and the shape
+            mismatches; without it, when the matching tensors hold less than MIN_LOADED_FRACTION of the model's
+            values (a predictor never runs with mostly random weights).
     """
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
@@ -176,8 +215,18 @@ def loadstatedict(model, state_dict, strict=True, source='checkpoint'):
     return model
 
 
-def loadpretrained(model, ckptpath, strict=True):
-    """Resolve, read and load a checkpoint into ``model``; returns the local file used."""
+def loadpretrained(model: torch.nn.Module, ckptpath: Union[str, os.PathLike], strict: bool = True) -> str:
+    """Resolve, read and load a checkpoint into ``model``.
+
+    Args:
+        model: the module to load into (modified in place).
+        ckptpath: a URL or local path (see :func:`resolvecheckpoint`).
+        strict: as for :func:`loadstatedict`.
+    Returns:
+        The local file used.
+    Raises:
+        The errors of :func:`resolvecheckpoint`, :func:`readstatedict` and :func:`loadstatedict`.
+    """
     path = resolvecheckpoint(ckptpath)
     loadstatedict(model, readstatedict(path), strict=strict, source=path)
     return path

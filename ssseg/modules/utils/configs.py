@@ -4,23 +4,36 @@ Config files are executable Python: load only trusted ones.
 """
 import copy
 import os
+from typing import Union
 
 from mmengine.config import Config
 
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'configs')
 
 
-def availableconfigs(family='samv2'):
-    """Bare names of the config files shipped for ``family`` (e.g. 'samv21_hiera_tiny')."""
+def availableconfigs(family: str = 'samv2') -> list:
+    """Bare names of the config files shipped for ``family``.
+
+    Args:
+        family: the folder of ``ssseg/configs`` to list.
+    Returns:
+        The sorted names (str), e.g. 'samv21_hiera_tiny'.
+    """
     folder = os.path.join(CONFIGS_DIR, family)
     return sorted(f[:-3] for f in os.listdir(folder) if f.endswith('.py') and '_hiera_' in f)
 
 
-def resolveconfigpath(name_or_path, family='samv2'):
+def resolveconfigpath(name_or_path: Union[str, os.PathLike], family: str = 'samv2') -> str:
     """Map a bare config name (``samv21_hiera_tiny``) or a path to an existing ``.py`` file.
 
-    Raises TypeError for a non-str, ValueError for an existing file that is not ``.py`` and
-    FileNotFoundError (listing the shipped names) for anything else.
+    Args:
+        name_or_path: a shipped name of ``family`` or a path to a ``.py`` file.
+        family: the folder of ``ssseg/configs`` the names come from.
+    Returns:
+        The path of the file.
+    Raises:
+        TypeError: a non-str; ValueError: an existing file that is not ``.py``; FileNotFoundError: anything else
+            (listing the shipped names).
     """
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f'cfg must be a config name or a path to a .py file, got {type(name_or_path).__name__} '
@@ -39,12 +52,20 @@ def resolveconfigpath(name_or_path, family='samv2'):
                             f'known names: {", ".join(availableconfigs(family))}')
 
 
-def loadsegmentorcfg(name_or_path, family='samv2'):
+def loadsegmentorcfg(name_or_path: Union[str, os.PathLike], family: str = 'samv2') -> dict:
     """Return a deep copy of ``SEGMENTOR_CFG`` from a config file (by bare name or path) as plain dicts.
 
-    The file is executed as Python. A file that does not parse or raises while running gives a
-    ValueError naming it (the original error is its ``__cause__``); a file without ``SEGMENTOR_CFG``
-    a ValueError, and one whose ``SEGMENTOR_CFG`` is not a dict a TypeError.
+    The file is executed as Python.
+
+    Args:
+        name_or_path: as for :func:`resolveconfigpath`.
+        family: as for :func:`resolveconfigpath`.
+    Returns:
+        The ``SEGMENTOR_CFG`` dict.
+    Raises:
+        ValueError: a file that does not parse or raises while running (naming it; the original error is its
+            ``__cause__``), or a file without ``SEGMENTOR_CFG``.
+        TypeError: a ``SEGMENTOR_CFG`` that is not a dict; and :func:`resolveconfigpath`'s errors.
     """
     path = resolveconfigpath(name_or_path, family)
     try:

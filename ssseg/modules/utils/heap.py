@@ -21,6 +21,7 @@ import os
 import platform
 import threading
 import weakref
+from typing import Iterator
 
 # mallopt parameter numbers and glibc's documented defaults for them (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
@@ -34,7 +35,9 @@ _depth = 0
 
 def _loadglibc():
     """The C library as a ctypes handle when keepheap may change its settings, else None."""
-    if os.environ.get('SSSEG_KEEP_HEAP', '1') == '0' or platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
+    if os.environ.get('SSSEG_KEEP_HEAP', '1') == '0':
+        return None
+    if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
         return None
     if any(name in os.environ for name in _USER_MALLOC_SETTINGS):
         return None
@@ -50,8 +53,12 @@ def _loadglibc():
 _libc = _loadglibc()
 
 
-def keepheapactive():
-    """True while some scope or holder keeps the heap and the settings were changed (for tests)."""
+def keepheapactive() -> bool:
+    """Whether the heap is kept now (for tests).
+
+    Returns:
+        True while some scope or holder keeps the heap and the settings were changed.
+    """
     return _libc is not None and _depth > 0
 
 
@@ -75,10 +82,13 @@ def _release():
 
 
 @contextlib.contextmanager
-def keepheap():
+def keepheap() -> Iterator[None]:
     """Serve large allocations from the heap and keep freed memory there until the outermost scope exits.
 
     Nests and may be entered from several threads; also usable as a decorator. A no-op off glibc.
+
+    Returns:
+        A context manager (yielding None).
     """
     if _libc is None:
         yield
@@ -90,20 +100,28 @@ def keepheap():
         _release()
 
 
-def trimheap():
+def trimheap() -> None:
     """Give the free pages inside a kept heap back to the system now (a no-op when the heap is not kept).
 
     Long loops call it now and then: freed blocks split by long-lived small ones are otherwise never
     returned, so resident memory would creep up with the number of iterations.
+
+    Returns:
+        None.
     """
     if keepheapactive():
         _libc.malloc_trim(0)
 
 
-def holdheapfor(owner):
+def holdheapfor(owner: object) -> None:
     """Keep the heap as in ``keepheap()`` for as long as ``owner`` lives (until it is garbage-collected).
 
     Predictor models hold it, so that consecutive calls (frames, images) reuse the buffers of the last.
+
+    Args:
+        owner: any object that can be weakly referenced.
+    Returns:
+        None.
     """
     if _libc is not None:
         _acquire()

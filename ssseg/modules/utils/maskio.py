@@ -1,46 +1,20 @@
 """Export of automatic-mask-generator records: COCO JSON and label-map PNG, both written atomically.
 
+Masks are encoded and decoded by :mod:`.rle`, files written by :mod:`.fileio`.
+
 A record is a dict as the generator returns: ``segmentation`` (an (H, W) binary array, an uncompressed
 RLE {'size': [H, W], 'counts': [int, ...]} or a COCO RLE {'size': [H, W], 'counts': str or bytes}),
 and optionally ``area``, ``bbox`` (XYWH), ``predicted_iou``, ``point_coords``, ``stability_score`` and
 ``crop_box`` (XYWH). ``image_size`` is always (height, width).
 """
-import json
 import os
-import uuid
+from typing import Sequence, Union
 
-import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-
-def writeatomically(path, writer):
-    """Create or replace ``path`` all at once: ``writer(temp_path)`` writes a temporary file beside it.
-
-    The temporary file keeps ``path``'s extension (OpenCV picks its encoder from it), is flushed to disk
-    and then renamed over ``path``. If the writer raises or returns False, the temporary file is removed,
-    ``path`` is left as it was, and the error propagates (an OSError for False). Returns ``path``.
-    """
-    path = os.fspath(path)
-    folder, name = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(name)
-    temp = os.path.join(folder, f'.{stem}.{uuid.uuid4().hex}.tmp{ext}')
-    # O_EXCL: never reuse someone else's file; mode 0o666 lets the umask decide permissions, as for a plain open()
-    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        if writer(temp) is False:
-            raise OSError(f'could not write {path!r} (the writer reported failure)')
-        descriptor = os.open(temp, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
-    return path
+from . import rle
+from .fileio import writeimage, writejson
 
 
 def _checksize(image_size):
@@ -70,41 +44,36 @@ def _binary(segmentation, image_size, index):
 
 def _cocorle(segmentation, image_size, index):
     """COCO RLE with str counts of one record's segmentation, checked against image_size."""
-    h, w = image_size
     if isinstance(segmentation, dict):
-        size, counts = segmentation.get('size'), segmentation.get('counts')
-        if size is None or counts is None or [int(v) for v in size] != [h, w]:
-            raise ValueError(f'records[{index}]["segmentation"] must be an RLE with size [{h}, {w}], '
-                             f'got size {size!r}' + ('' if counts is not None else ' and no counts'))
-        if isinstance(counts, list):
-            if sum(counts) != h * w:
-                raise ValueError(f'records[{index}]["segmentation"]: uncompressed RLE counts sum to {sum(counts)}, '
-                                 f'expected h * w = {h * w}')
-            rle = mask_utils.frPyObjects(segmentation, h, w)
-        elif isinstance(counts, (str, bytes)):
-            rle = {'size': [h, w], 'counts': counts.encode('utf-8') if isinstance(counts, str) else counts}
-        else:
-            raise ValueError(f'records[{index}]["segmentation"]["counts"] must be a list of ints, str or bytes, '
-                             f'got {type(counts).__name__}')
-    else:
-        rle = mask_utils.encode(np.asfortranarray(_binary(segmentation, image_size, index), dtype=np.uint8))
-    return {'size': [h, w], 'counts': rle['counts'].decode('utf-8')}
+        return rle.tococo(segmentation, f'records[{index}]["segmentation"]', image_size)
+    return rle.frommask(_binary(segmentation, image_size, index))
 
 
 def _decode(segmentation, image_size, index):
     """(H, W) bool mask of one record's segmentation."""
-    if not isinstance(segmentation, dict):
-        return _binary(segmentation, image_size, index)
-    rle = _cocorle(segmentation, image_size, index)
-    return mask_utils.decode({'size': rle['size'], 'counts': rle['counts'].encode('utf-8')}).astype(bool)
+    if isinstance(segmentation, dict):
+        return rle.decode(segmentation, f'records[{index}]["segmentation"]', image_size)
+    return _binary(segmentation, image_size, index)
 
 
-def recordstococo(records, image_size, file_name='image.png', image_id=1, category_id=1):
+def recordstococo(records: Sequence[dict], image_size: Sequence[int], file_name: str = 'image.png', image_id: int = 1,
+                  category_id: int = 1) -> dict:
     """COCO-style dict (info, images, categories, annotations) of the records of one image.
 
     Annotation i has id i + 1, a COCO RLE segmentation with str counts, bbox (XYWH; from the mask when
     the record has none), area (likewise), score = predicted_iou, iscrowd 0, and the record's
     stability_score, point_coords and crop_box when present. Loadable with ``pycocotools.coco.COCO``.
+
+    Args:
+        records: the generator's records (see the module docstring), masks of ``image_size``.
+        image_size: the image's (height, width), positive ints.
+        file_name: the image's file name in ``images``.
+        image_id, category_id: the ids written into the dict.
+    Returns:
+        The JSON-ready COCO dict.
+    Raises:
+        ValueError: a bad ``image_size``, records that are not a list of dicts with "segmentation", or a
+            segmentation of another size or a bad RLE.
     """
     h, w = _checksize(image_size)
     _checkrecords(records)
@@ -132,21 +101,35 @@ def recordstococo(records, image_size, file_name='image.png', image_id=1, catego
     }
 
 
-def savecocojson(records, path, image_size, file_name='image.png', image_id=1, category_id=1):
-    """Write ``recordstococo(...)`` to ``path`` as JSON, atomically; returns ``path``."""
+def savecocojson(records: Sequence[dict], path: Union[str, os.PathLike], image_size: Sequence[int],
+                 file_name: str = 'image.png', image_id: int = 1, category_id: int = 1) -> str:
+    """Write ``recordstococo(...)`` to ``path`` as JSON, atomically.
+
+    Args:
+        records, image_size, file_name, image_id, category_id: as for :func:`recordstococo`.
+        path: the JSON file to create or replace.
+    Returns:
+        ``path`` (as a str).
+    Raises:
+        ValueError: as :func:`recordstococo`.
+    """
     coco = recordstococo(records, image_size, file_name=file_name, image_id=image_id, category_id=category_id)
-
-    def writer(temp):
-        with open(temp, 'w', encoding='utf-8') as file:
-            json.dump(coco, file)
-    return writeatomically(path, writer)
+    return writejson(path, coco)
 
 
-def recordstolabelmap(records, image_size):
-    """(H, W) uint16 label map: 0 background, i + 1 where record i's mask is.
+def recordstolabelmap(records: Sequence[dict], image_size: Sequence[int]) -> np.ndarray:
+    """Label map of the records of one image.
 
     Larger masks are painted first (stable for equal areas), so smaller ones, usually nested parts,
-    stay visible on top. At most 65535 records.
+    stay visible on top.
+
+    Args:
+        records: at most 65535 of the generator's records, masks of ``image_size``.
+        image_size: the image's (height, width).
+    Returns:
+        (H, W) uint16 label map: 0 background, i + 1 where record i's mask is.
+    Raises:
+        ValueError: as :func:`recordstococo`, or more than 65535 records.
     """
     h, w = _checksize(image_size)
     _checkrecords(records)
@@ -160,9 +143,18 @@ def recordstolabelmap(records, image_size):
     return labels
 
 
-def savelabelmap(records, path, image_size):
-    """Write ``recordstolabelmap(...)`` as a single-channel 16-bit PNG (always uint16), atomically; returns ``path``."""
+def savelabelmap(records: Sequence[dict], path: Union[str, os.PathLike], image_size: Sequence[int]) -> str:
+    """Write ``recordstolabelmap(...)`` as a single-channel 16-bit PNG (always uint16), atomically.
+
+    Args:
+        records, image_size: as for :func:`recordstolabelmap`.
+        path: the ``.png`` file to create or replace.
+    Returns:
+        ``path`` (as a str).
+    Raises:
+        ValueError: a path not ending with .png, and :func:`recordstolabelmap`'s errors.
+    """
     if os.path.splitext(os.fspath(path))[1].lower() != '.png':
         raise ValueError(f'path must end with .png (a 16-bit PNG label map), got {os.fspath(path)!r}')
     labels = recordstolabelmap(records, image_size)
-    return writeatomically(path, lambda temp: cv2.imwrite(temp, labels))
+    return writeimage(path, labels)

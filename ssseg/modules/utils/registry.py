@@ -1,14 +1,25 @@
 """Registry helpers shared by every builder: one validated path from a config dict to a module."""
 import copy
+from typing import Any
 
 from mmengine.registry import Registry
 
 
-def buildfromregistry(registry: Registry, cfg, argname: str = 'cfg'):
+def buildfromregistry(registry: Registry, cfg: dict, argname: str = 'cfg') -> Any:
     """Build ``cfg['type']`` from ``registry`` with the remaining keys as keyword arguments.
 
-    ``cfg`` is a plain dict (never modified); nested dicts stay dicts so that each module builds
-    its own children. Unknown types and malformed configs raise errors naming the argument.
+    ``cfg`` is never modified; nested dicts stay dicts so that each module builds its own children.
+
+    Args:
+        registry: the mmengine Registry to look the type up in.
+        cfg: a plain dict whose "type" is a registered name or a class (or other callable).
+        argname: the argument's name in error messages.
+    Returns:
+        The built object.
+    Raises:
+        TypeError: a non-dict, a "type" that is neither a str nor callable, or the builder's TypeError
+            (bad keyword arguments), naming the argument.
+        ValueError: no "type" key, or an unknown type name (listing the known ones).
     """
     if not isinstance(cfg, dict):
         raise TypeError(f'{argname} must be a dict with a "type" key, got {type(cfg).__name__} {cfg!r:.80}')
@@ -17,12 +28,14 @@ def buildfromregistry(registry: Registry, cfg, argname: str = 'cfg'):
                          f'{sorted(map(str, cfg))}')
     cfg = copy.deepcopy(cfg)
     typename = cfg.pop('type')
+    registry.import_from_location()  # the registry's own modules, whatever was imported before
     known = sorted(registry.module_dict)
     if isinstance(typename, str):
         try:
             builder = registry.get(typename) if typename else None
         except (RuntimeError, KeyError, ImportError) as err:  # mmengine's lookup of a "scope.Name" it cannot resolve
-            raise ValueError(f'{argname}["type"]={typename!r} is not a registered {registry.name}; known: {known}') from err
+            raise ValueError(f'{argname}["type"]={typename!r} is not a registered {registry.name}; '
+                             f'known: {known}') from err
         if builder is None:
             raise ValueError(f'{argname}["type"]={typename!r} is not a registered {registry.name}; known: {known}')
     elif callable(typename):
@@ -34,3 +47,13 @@ def buildfromregistry(registry: Registry, cfg, argname: str = 'cfg'):
         return builder(**cfg)
     except TypeError as err:
         raise TypeError(f'{argname} (type {getattr(builder, "__name__", builder)}): {err}') from err
+
+
+def makebuilder(name: str, registry: Registry, argname: str):
+    """The function ``name(cfg)`` that builds from ``registry``: ``buildfromregistry(registry, cfg, argname)``."""
+    def build(cfg):
+        return buildfromregistry(registry, cfg, argname)
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = (f'Build a {registry.name} from a config dict: ``cfg["type"]`` names a registered {registry.name}, '
+                     f'the other keys are its keyword arguments. Errors name ``{argname}``.')
+    return build
