@@ -37,7 +37,8 @@ def _commonoptions():
     common.add_argument('--ckpt', default=None, help="checkpoint path or URL (default: the config's)")
     common.add_argument('--device', default=None, help='cpu, cuda or cuda:N (default: cuda if available, else cpu)')
     common.add_argument('--precision', default='float32', choices=('float32', 'bfloat16'),
-                        help='float32 (default, matches Meta) or the opt-in bfloat16 (faster on GPUs and AVX512-BF16/AMX CPUs)')
+                        help='float32 (default, matches Meta) or the opt-in bfloat16 (faster on GPUs and '
+                             'AVX512-BF16/AMX CPUs)')
     common.add_argument('--outdir', required=True, help='output folder (created if missing; nothing in it is removed)')
     return common
 
@@ -54,7 +55,8 @@ def buildparser():
     image.add_argument('--box', action='append', default=[], metavar='X1,Y1,X2,Y2', help='a box in pixels; repeatable')
     image.add_argument('--multimask', action='store_true', help='three candidate masks per object instead of one')
     image.add_argument('--prompts', default=None, metavar='FILE',
-                       help='JSON {"points": [[x, y, label]...], "boxes": [[x1, y1, x2, y2]...]}, or such an entry per image file name')
+                       help='JSON {"points": [[x, y, label]...], "boxes": [[x1, y1, x2, y2]...]}, or such an entry '
+                            'per image file name')
     image.add_argument('--overwrite', action='store_true', help='redo images that already have results')
 
     amg = commands.add_parser('amg', parents=[common], help='automatic masks of everything in the image(s)')
@@ -69,12 +71,16 @@ def buildparser():
 
     video = commands.add_parser('video', parents=[common], help='track objects prompted on frames through a video')
     video.add_argument('--video', required=True, help='a video file (mp4, ...) or a folder of numbered JPEG frames')
-    video.add_argument('--frame', dest='frame', action=_Ordered, metavar='N', help='frame of the prompts that follow (default 0)')
+    video.add_argument('--frame', dest='frame', action=_Ordered, metavar='N', help='frame of the prompts that '
+                                                                                   'follow (default 0)')
     video.add_argument('--obj', dest='obj', action=_Ordered, metavar='ID', help='object id of the prompts that follow')
-    video.add_argument('--point', dest='point', action=_Ordered, metavar='X,Y[,LABEL]', help='a click on the current frame and object')
-    video.add_argument('--box', dest='box', action=_Ordered, metavar='X1,Y1,X2,Y2', help='a box on the current frame and object')
+    video.add_argument('--point', dest='point', action=_Ordered, metavar='X,Y[,LABEL]', help='a click on the '
+                                                                                             'current frame and object')
+    video.add_argument('--box', dest='box', action=_Ordered, metavar='X1,Y1,X2,Y2', help='a box on the current '
+                                                                                         'frame and object')
     video.add_argument('--prompts', default=None, metavar='FILE',
-                       help='JSON list of {"frame": N, "obj": ID, "points": [[x, y, label]...], "box": [x1, y1, x2, y2]}')
+                       help='JSON list of {"frame": N, "obj": ID, "points": [[x, y, label]...], "box": [x1, y1, x2, '
+                            'y2]}')
     video.add_argument('--indexed', action='store_true', help='one PNG per frame whose values are object ids')
     video.add_argument('--fps', type=float, default=None, help="overlay frame rate (default: the video's, or 24)")
     video.set_defaults(events=[])
@@ -102,7 +108,7 @@ def _checkdevice(device):
     """``--device`` checked by the predictors' own rule before any work, the message naming the flag."""
     if device is None:
         return None
-    from ..modules.models.segmentors.samv2.modelchoice import defaultdevice
+    from ..modules.models.segmentors.samv2.predictors.modelchoice import defaultdevice
     try:
         defaultdevice(device)
     except (ValueError, TypeError) as error:

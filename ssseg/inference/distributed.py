@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from ..modules.utils.maskio import writeatomically
+from ..modules.utils.fileio import writejson
 
 
 class Ranks:
@@ -76,8 +76,4 @@ def mergecoco(per_image_paths, path, image_names):
         for annotation in coco['annotations']:
             merged['annotations'].append({**annotation, 'id': len(merged['annotations']) + 1, 'image_id': image_id})
     merged['categories'] = merged['categories'] or [{'id': 1, 'name': 'object', 'supercategory': 'object'}]
-
-    def writer(temp):
-        with open(temp, 'w', encoding='utf-8') as file:
-            json.dump(merged, file)
-    return writeatomically(path, writer)
+    return writejson(path, merged)

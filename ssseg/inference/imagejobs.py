@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..modules.utils.maskio import recordstococo, recordstolabelmap, writeatomically
+from ..modules.utils.fileio import writeimage, writejson
+from ..modules.utils.maskio import recordstococo, recordstolabelmap
 from .distributed import mergecoco
 from .promptargs import imageprompts, imagepromptsfromfile, readjson
 
@@ -48,7 +49,8 @@ def readimage(path):
     """(H, W, 3) uint8 RGB; ValueError when OpenCV cannot decode it."""
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(f'--image: cannot read {path!r} as an image (missing, empty or not an image format OpenCV reads)')
+        raise ValueError(f'--image: cannot read {path!r} as an image (missing, empty or not an image format OpenCV '
+                         'reads)')
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -61,17 +63,6 @@ def _finished(json_path, settings):
         return False
     saved = saved.get('info', saved) if isinstance(saved, dict) else None
     return isinstance(saved, dict) and saved.get('settings') == settings
-
-
-def _writepng(path, array):
-    writeatomically(path, lambda temp: cv2.imwrite(temp, array))
-
-
-def _writejson(path, data):
-    def writer(temp):
-        with open(temp, 'w', encoding='utf-8') as file:
-            json.dump(data, file, indent=1)
-    writeatomically(path, writer)
 
 
 def _segmentimage(predictor, image, prompts, multimask):
@@ -89,33 +80,33 @@ def _segmentimage(predictor, image, prompts, multimask):
 
 
 def _imageoutputs(path, image, results, prompts, settings, outdir):
-    from ..modules.models.segmentors.samv2.visualization import saveoverlay
+    from ..modules.models.segmentors.samv2.outputs.visualization import saveoverlay
     stem = os.path.splitext(os.path.basename(path))[0]
     several = len(results) > 1
     entries, best = [], []
     for obj, masks, scores in results:
         for k, mask in enumerate(masks):
             name = f'{stem}_obj{obj}_mask{k}.png' if several else f'{stem}_mask{k}.png'
-            _writepng(os.path.join(outdir, name), mask.astype(np.uint8) * 255)
+            writeimage(os.path.join(outdir, name), mask.astype(np.uint8) * 255)
             entries.append({'file': name, 'object': obj, 'index': k, 'score': float(scores[k])})
         best.append(masks[int(np.argmax(scores))])
     saveoverlay(image, np.stack(best), os.path.join(outdir, f'{stem}_overlay.png'))
-    _writejson(os.path.join(outdir, f'{stem}.json'), {
+    writejson(os.path.join(outdir, f'{stem}.json'), {
         'image': os.path.basename(path), 'height': image.shape[0], 'width': image.shape[1], 'settings': settings,
-        'prompts': prompts, 'masks': entries, 'overlay': f'{stem}_overlay.png'})
+        'prompts': prompts, 'masks': entries, 'overlay': f'{stem}_overlay.png'}, indent=1)
 
 
 def _amgoutputs(path, image, records, settings, outdir):
-    from ..modules.models.segmentors.samv2.visualization import saveoverlay
+    from ..modules.models.segmentors.samv2.outputs.visualization import saveoverlay
     stem = os.path.splitext(os.path.basename(path))[0]
     size = image.shape[:2]
     labels = recordstolabelmap(records, size)
-    _writepng(os.path.join(outdir, f'{stem}_labels.png'), labels)
+    writeimage(os.path.join(outdir, f'{stem}_labels.png'), labels)
     saveoverlay(image, records, os.path.join(outdir, f'{stem}_overlay.png'))
     coco = recordstococo(records, size, file_name=os.path.basename(path))
     # the settings go into the COCO file's info, which marks the image as finished
     coco['info']['settings'] = settings
-    _writejson(os.path.join(outdir, f'{stem}.json'), coco)
+    writejson(os.path.join(outdir, f'{stem}.json'), coco, indent=1)
 
 
 def runimages(args, ranks, cfg, log):

@@ -56,12 +56,14 @@ def imageprompts(points, boxes, name='prompts'):
     ``points`` are 'X,Y[,LABEL]' strings or [x, y(, label)] lists, ``boxes`` 'X1,Y1,X2,Y2' strings or lists.
     Points may go with at most one box (one object); several boxes segment one object each.
     """
-    parsed = [parsepoint(p, f'{name}: point {i}' if not isinstance(p, str) else '--point') for i, p in enumerate(points or [])]
+    parsed = [parsepoint(p, f'{name}: point {i}' if not isinstance(p, str) else '--point')
+              for i, p in enumerate(points or [])]
     boxes = [parsebox(b, f'{name}: box {i}' if not isinstance(b, str) else '--box') for i, b in enumerate(boxes or [])]
     if not parsed and not boxes:
         raise ValueError(f'{name}: give at least one point (--point X,Y[,LABEL]) or box (--box X1,Y1,X2,Y2)')
     if parsed and len(boxes) > 1:
-        raise ValueError(f'{name}: points go with at most one box (one object), got {len(parsed)} points and {len(boxes)} boxes')
+        raise ValueError(f'{name}: points go with at most one box (one object), got {len(parsed)} points and '
+                         f'{len(boxes)} boxes')
     return {'points': [p for p, _ in parsed], 'labels': [label for _, label in parsed], 'boxes': boxes}
 
 
@@ -115,7 +117,8 @@ def videoprompts(events, data=None, path=None):
             entry['labels'].append(point[1])
         if box is not None:
             if entry['box'] is not None:
-                raise ValueError(f'{where}: object {obj} has two boxes on frame {frame}; give one box per object and frame')
+                raise ValueError(f'{where}: object {obj} has two boxes on frame {frame}; give one box per object '
+                                 'and frame')
             entry['box'] = box
 
     frame, obj, unprompted = 0, None, None
@@ -129,14 +132,15 @@ def videoprompts(events, data=None, path=None):
             obj = unprompted = _nonnegativeint(value, '--obj')
         elif kind != 'end':
             if obj is None:
-                raise ValueError(f'--{kind} {value!r} needs an object first: --obj ID before the points and boxes of each object')
+                raise ValueError(f'--{kind} {value!r} needs an object first: --obj ID before the points and boxes '
+                                 'of each object')
             add(frame, obj, point=parsepoint(value) if kind == 'point' else None,
                 box=parsebox(value) if kind == 'box' else None)
             unprompted = None
     if data is not None:
         if not isinstance(data, list):
-            raise ValueError(f'--prompts {path!r} must hold a JSON list of {{"frame", "obj", "points", "box"}} entries, '
-                             f'got {type(data).__name__}')
+            raise ValueError(f'--prompts {path!r} must hold a JSON list of {{"frame", "obj", "points", "box"}} '
+                             f'entries, got {type(data).__name__}')
         for i, entry in enumerate(data):
             where = f'--prompts {path!r}, entry {i}'
             if not isinstance(entry, dict) or 'obj' not in entry or not set(entry) <= {'frame', 'obj', 'points', 'box'}:

@@ -6,14 +6,13 @@ object, or with ``--indexed`` one ``indexed/<frame:05d>.png`` per frame whose pi
 ``video.json`` with the prompts and the frames written. Files are written as frames are tracked and each
 appears atomically, so memory stays bounded on long videos.
 """
-import json
 import os
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..modules.utils.maskio import writeatomically
+from ..modules.utils.fileio import writeatomically, writeimage, writejson
 from .promptargs import readjson, videoprompts
 
 PALETTE_SEED = 0
@@ -57,12 +56,12 @@ def _writeframe(outdir, indexed, frame_idx, obj_ids, logits):
             labels[mask] = obj_id
         path = _maskpath(outdir, True, frame_idx)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        writeatomically(path, lambda temp: cv2.imwrite(temp, labels))
+        writeimage(path, labels)
         return
     for obj_id, mask in zip(obj_ids, masks):
         path = _maskpath(outdir, False, frame_idx, obj_id)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        writeatomically(path, lambda temp, m=mask: cv2.imwrite(temp, m.astype(np.uint8) * 255))
+        writeimage(path, mask.astype(np.uint8) * 255)
 
 
 def _readmasks(outdir, indexed, frame_idx, obj_ids):
@@ -118,7 +117,8 @@ def runvideo(args, cfg, device, log):
     num_frames = state['num_frames']
     for group in groups:
         if group['frame'] >= num_frames:
-            raise ValueError(f'--frame {group["frame"]} is out of range: the video has {num_frames} frames (0..{num_frames - 1})')
+            raise ValueError(f'--frame {group["frame"]} is out of range: the video has {num_frames} frames '
+                             f'(0..{num_frames - 1})')
         points = np.asarray(group['points'], np.float32).reshape(-1, 2) if group['points'] else None
         labels = np.asarray(group['labels'], np.int32) if group['points'] else None
         predictor.addnewpointsorbox(state, group['frame'], group['obj'], points=points, labels=labels, box=group['box'])
@@ -140,10 +140,6 @@ def runvideo(args, cfg, device, log):
                'objects': obj_ids, 'prompts': groups, 'masks': 'indexed/<frame>.png' if args.indexed else
                'masks/<obj id>/<frame>.png', 'overlay': 'overlay.mp4', 'cfg': args.cfg, 'ckpt': cfg['ckptpath'],
                'precision': args.precision}
-
-    def writer(temp):
-        with open(temp, 'w', encoding='utf-8') as file:
-            json.dump(summary, file, indent=1)
-    writeatomically(os.path.join(args.outdir, 'video.json'), writer)
+    writejson(os.path.join(args.outdir, 'video.json'), summary, indent=1)
     log(f'wrote masks of {len(obj_ids)} object(s) on {len(frame_range)} frame(s) and {overlay}')
     return 0

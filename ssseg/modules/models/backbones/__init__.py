@@ -1,3 +1,1 @@
-from .builder import BACKBONES, BuildBackbone
-from .hiera import Hiera
-from .imageencoder import FpnNeck, SAMV2ImageEncoder
+"""Image backbones: the Hiera trunk, the SAM 2 image encoder (trunk + FPN neck) and the neck."""

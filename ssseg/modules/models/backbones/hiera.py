@@ -3,12 +3,16 @@
 Tokens travel channel-last, (B, H, W, C); the trunk returns channel-first maps (B, C_i, H_i, W_i),
 highest resolution first. Parameter names match Meta's checkpoints (``image_encoder.trunk.*``).
 """
+from typing import List
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .builder import BACKBONES
-from ..bricks import MLP
+from ssseg.modules.models.registries import BACKBONES
+from ssseg.modules.utils.checks import checkintlist
+
+from ..bricks.layers import MLP, DropPath
 
 
 def _windowpartition(x, window_size):
@@ -43,34 +47,40 @@ def _pool(x, pool):
     return pool(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
-class DropPath(nn.Module):
-    """Stochastic depth: drop whole residual branches per sample while training; identity in eval."""
-
-    def __init__(self, drop_prob=0.0):
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x):
-        if not self.training or self.drop_prob == 0.0:
-            return x
-        keep_prob = 1.0 - self.drop_prob
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
-        return x * mask / keep_prob
-
-
 class PatchEmbed(nn.Module):
-    """Overlapping 7x7 stride-4 patch projection: (B, 3, H, W) -> (B, H/4, W/4, C)."""
+    """Overlapping 7x7 stride-4 patch projection: (B, 3, H, W) -> (B, H/4, W/4, C).
+
+    Args:
+        embed_dim: C, output channels.
+        in_chans: input channels.
+        kernel_size, stride, padding: of the projecting conv.
+    """
 
     def __init__(self, embed_dim, in_chans=3, kernel_size=(7, 7), stride=(4, 4), padding=(3, 3)):
         super().__init__()
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=kernel_size, stride=stride, padding=padding)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Project patches to channel-last tokens.
+
+        Args:
+            x: (B, in_chans, H, W) floating image.
+
+        Returns:
+            (B, H/4, W/4, embed_dim) channel-last tokens (with the default kernel, stride and padding).
+        """
         return self.proj(x).permute(0, 2, 3, 1)
 
 
 class MultiScaleAttention(nn.Module):
-    """Multi-head self-attention on (B, H, W, dim) tokens -> (B, H', W', dim_out); queries optionally pooled."""
+    """Multi-head self-attention on (B, H, W, dim) tokens -> (B, H', W', dim_out); queries optionally pooled.
+
+    Args:
+        dim: input channels.
+        dim_out: output channels, also the attention width split over the heads.
+        num_heads: attention heads.
+        q_pool: None, or a channel-first pooling module applied to the queries (it sets H', W').
+    """
 
     def __init__(self, dim, dim_out, num_heads, q_pool=None):
         super().__init__()
@@ -79,7 +89,15 @@ class MultiScaleAttention(nn.Module):
         self.qkv = nn.Linear(dim, dim_out * 3)
         self.proj = nn.Linear(dim_out, dim_out)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Attend over all tokens of x (one window or the whole map).
+
+        Args:
+            x: (B, H, W, dim) channel-last tokens.
+
+        Returns:
+            (B, H', W', dim_out) channel-last tokens; (H', W') is (H, W) pooled by ``q_pool``, or (H, W).
+        """
         batch, height, width, _ = x.shape
         qkv = self.qkv(x).reshape(batch, height * width, 3, self.num_heads, -1)
         q, k, v = qkv.unbind(2)  # each (B, H*W, heads, head_dim)
@@ -98,6 +116,15 @@ class MultiScaleBlock(nn.Module):
 
     ``window_size`` > 0 restricts attention to non-overlapping windows (0 means global attention);
     ``q_stride`` pools the queries and the shortcut, so the block also downsamples.
+
+    Args:
+        dim: input channels.
+        dim_out: output channels (a linear layer projects the shortcut when they differ).
+        num_heads: attention heads.
+        mlp_ratio: hidden width of the MLP as a multiple of ``dim_out``.
+        drop_path: stochastic depth probability of both residual branches.
+        q_stride: None, or the (sy, sx) max-pooling kernel and stride of the queries and shortcut.
+        window_size: side of the attention windows; 0 means global attention.
     """
 
     def __init__(self, dim, dim_out, num_heads, mlp_ratio=4.0, drop_path=0.0, q_stride=None, window_size=0):
@@ -114,7 +141,15 @@ class MultiScaleBlock(nn.Module):
         if dim != dim_out:
             self.proj = nn.Linear(dim, dim_out)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the block.
+
+        Args:
+            x: (B, H, W, dim) channel-last tokens.
+
+        Returns:
+            (B, H', W', dim_out) channel-last tokens, (H', W') = (H // sy, W // sx) with ``q_stride``, else (H, W).
+        """
         shortcut = x
         x = self.norm1(x)
         if self.dim != self.dim_out:
@@ -136,16 +171,6 @@ class MultiScaleBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-def _checkints(name, value, length=None, minimum=0):
-    """Raise a ValueError unless ``value`` is a sequence of ints >= minimum (of the given length)."""
-    ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and v >= minimum for v in value)
-    if ok and length is not None:
-        ok = len(value) == length
-    if not ok or len(value) == 0:
-        form = f'{length} ' if length is not None else ''
-        raise ValueError(f'{name} must be a non-empty list of {form}ints >= {minimum}, got {value!r}')
-
-
 @BACKBONES.register_module()
 class Hiera(nn.Module):
     """Hiera trunk: (B, 3, H, W) -> list of (B, C_i, H_i, W_i), highest resolution first.
@@ -155,26 +180,46 @@ class Hiera(nn.Module):
 
     H / 4 and W / 4 must be multiples of ``window_spec[0]`` (the tiled window position embedding).
     ``channel_list`` gives the output widths lowest resolution first, the order the FPN neck expects.
+
+    Args:
+        embed_dim: channels of the first stage.
+        num_heads: attention heads of the first stage.
+        drop_path_rate: stochastic depth of the last block, rising linearly from 0 over the blocks.
+        q_pool: number of stage transitions (the first ones) that pool the tokens.
+        q_stride: (sy, sx) pooling stride at those transitions.
+        stages: number of blocks per stage.
+        dim_mul: channel multiplier at each stage transition.
+        head_mul: head-count multiplier at each stage transition.
+        window_pos_embed_bkg_spatial_size: (h, w) of the background position embedding (resized bicubically).
+        window_spec: window size per stage; ``window_spec[0]`` also sizes the tiled window embedding.
+        global_att_blocks: None, or indices of the blocks that attend globally.
+        return_interm_layers: return every stage end, else only the last.
+
+    Raises:
+        ValueError: an argument is malformed or out of range, ``dim_mul`` leaves the width unchanged at a pooled
+            transition, or a pooled window is not a multiple of a square ``q_stride``.
     """
 
     def __init__(self, embed_dim=96, num_heads=1, drop_path_rate=0.0, q_pool=3, q_stride=(2, 2), stages=(2, 3, 16, 3),
                  dim_mul=2.0, head_mul=2.0, window_pos_embed_bkg_spatial_size=(14, 14), window_spec=(8, 4, 14, 7),
                  global_att_blocks=(12, 16, 20), return_interm_layers=True):
         super().__init__()
-        _checkints('stages', stages, minimum=1)
-        _checkints('window_spec', window_spec, length=len(stages))
-        _checkints('q_stride', q_stride, length=2, minimum=1)
-        _checkints('window_pos_embed_bkg_spatial_size', window_pos_embed_bkg_spatial_size, length=2, minimum=1)
+        checkintlist('stages', stages, minimum=1)
+        checkintlist('window_spec', window_spec, length=len(stages))
+        checkintlist('q_stride', q_stride, length=2, minimum=1)
+        checkintlist('window_pos_embed_bkg_spatial_size', window_pos_embed_bkg_spatial_size, length=2, minimum=1)
         depth = sum(stages)
         if not isinstance(q_pool, int) or not 0 <= q_pool <= len(stages) - 1:
-            raise ValueError(f'q_pool must be an int in [0, {len(stages) - 1}] (one per stage transition), got {q_pool!r}')
+            raise ValueError(f'q_pool must be an int in [0, {len(stages) - 1}] (one per stage transition), got '
+                             f'{q_pool!r}')
         if global_att_blocks is not None:
             if not isinstance(global_att_blocks, (list, tuple)) \
                     or not all(isinstance(i, int) and 0 <= i < depth for i in global_att_blocks):
                 raise ValueError(f'global_att_blocks must be None or a list of block indices in [0, {depth}), '
                                  f'got {global_att_blocks!r}')
         if window_spec[0] < 1:
-            raise ValueError(f'window_spec[0] sizes the window position embedding and must be >= 1, got {window_spec!r}')
+            raise ValueError('window_spec[0] sizes the window position embedding and must be >= 1, got '
+                             f'{window_spec!r}')
         self.window_spec = window_spec
         self.q_stride = q_stride
         self.global_att_blocks = global_att_blocks
@@ -201,7 +246,8 @@ class Hiera(nn.Module):
                 raise ValueError(f'dim_mul must change the width at pooled stage transitions, got dim_mul={dim_mul!r}')
             if pooled and window_size > 0 and (q_stride[0] != q_stride[1] or window_size % q_stride[0]):
                 # pooled windows must stay square windows of a whole size
-                raise ValueError(f'window_spec[{stage - 1}]={window_size} (used by pooling block {index}) must be a multiple '
+                raise ValueError(f'window_spec[{stage - 1}]={window_size} (used by pooling block {index}) must be a '
+                                 'multiple '
                                  f'of a square q_stride, got q_stride={q_stride!r}')
             self.blocks.append(MultiScaleBlock(
                 dim=dim, dim_out=dim_out, num_heads=num_heads, drop_path=drop_rates[index],
@@ -240,8 +286,18 @@ class Hiera(nn.Module):
         pos_embed = pos_embed + window.tile(1, 1, height // window.shape[-2], width // window.shape[-1])
         return pos_embed.permute(0, 2, 3, 1)
 
-    def forward(self, x):
-        """x (B, 3, H, W) -> list of (B, C_i, H_i, W_i) at every stage end (or only the last), highest resolution first."""
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """x (B, 3, H, W) -> list of (B, C_i, H_i, W_i) at every stage end (or only the last).
+
+        Args:
+            x: (B, 3, H, W) floating normalized image; H / 4 and W / 4 multiples of ``window_spec[0]``.
+
+        Returns:
+            List of channel-first (B, C_i, H_i, W_i) maps, highest resolution first.
+
+        Raises:
+            ValueError: the (H/4, W/4) token grid is not a multiple of ``window_spec[0]``.
+        """
         x = self.patch_embed(x)
         x = x + self._posembed(x.shape[1], x.shape[2])
         outputs = []

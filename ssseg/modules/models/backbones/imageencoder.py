@@ -1,23 +1,36 @@
 """SAM 2 image encoder: a trunk's multi-scale maps fused by a top-down FPN neck into d_model-wide features."""
+from typing import List, Tuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .builder import BACKBONES, BuildBackbone
-from .hiera import Hiera  # noqa: F401  (registers 'Hiera' for trunk configs)
-from ..bricks import BuildPositionEncoding
+from ssseg.modules.models.registries import BACKBONES, NECKS, BuildBackbone, BuildNeck, BuildPositionEncoding
 
 _INTERPMODES = ('nearest', 'bilinear', 'bicubic')
 _FUSETYPES = ('sum', 'avg')
 
 
-@BACKBONES.register_module()
+@NECKS.register_module()
 class FpnNeck(nn.Module):
     """FPN without output convs: 1x1 lateral convs, then top-down upsample-and-add on chosen levels.
 
     ``backbone_channel_list`` lists the trunk widths lowest resolution first (``convs[0]`` reads the
     coarsest map). Levels are indexed highest resolution first, like the trunk outputs; only levels in
     ``fpn_top_down_levels`` (default: all) receive the upsampled coarser features.
+
+    Args:
+        position_encoding: position-encoding cfg (POSITIONAL_ENCODINGS), applied to every output level.
+        d_model: output channels of every level.
+        backbone_channel_list: trunk widths, lowest resolution first (positive ints).
+        kernel_size, stride, padding: of the lateral convs.
+        fpn_interp_model: upsampling mode of the top-down path: 'nearest', 'bilinear' or 'bicubic'.
+        fuse_type: 'sum' adds the lateral and top-down maps, 'avg' also halves the sum.
+        fpn_top_down_levels: None (all), or the level indices that receive the top-down features.
+
+    Raises:
+        ValueError: ``backbone_channel_list``, ``fpn_interp_model``, ``fuse_type`` or ``fpn_top_down_levels``
+            is malformed or unknown.
     """
 
     def __init__(self, position_encoding, d_model, backbone_channel_list, kernel_size=1, stride=1, padding=0,
@@ -25,7 +38,8 @@ class FpnNeck(nn.Module):
         super().__init__()
         if not isinstance(backbone_channel_list, (list, tuple)) or len(backbone_channel_list) == 0 \
                 or not all(isinstance(c, int) and c > 0 for c in backbone_channel_list):
-            raise ValueError(f'backbone_channel_list must be a non-empty list of positive ints, got {backbone_channel_list!r}')
+            raise ValueError('backbone_channel_list must be a non-empty list of positive ints, got '
+                             f'{backbone_channel_list!r}')
         if fpn_interp_model not in _INTERPMODES:
             raise ValueError(f'fpn_interp_model must be one of {_INTERPMODES}, got {fpn_interp_model!r}')
         if fuse_type not in _FUSETYPES:
@@ -46,13 +60,22 @@ class FpnNeck(nn.Module):
         self.convs = nn.ModuleList()
         for channels in backbone_channel_list:
             lateral = nn.Sequential()
-            lateral.add_module('conv', nn.Conv2d(channels, d_model, kernel_size=kernel_size, stride=stride, padding=padding))
+            lateral.add_module('conv', nn.Conv2d(channels, d_model, kernel_size=kernel_size, stride=stride,
+                                                 padding=padding))
             self.convs.append(lateral)
 
-    def forward(self, xs):
-        """xs: list of (B, C_i, H_i, W_i), highest resolution first, each level half the size of the previous.
+    def forward(self, xs: List[torch.Tensor]) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """Fuse the trunk's maps top-down.
 
-        Returns (features, positions): two lists of (B, d_model, H_i, W_i) in the same order.
+        Args:
+            xs: list of (B, C_i, H_i, W_i), highest resolution first, each level half the size of the previous.
+
+        Returns:
+            (features, positions): two lists of (B, d_model, H_i, W_i) in the same order; fused levels are
+            computed in float32, and each position map has its level's dtype.
+
+        Raises:
+            ValueError: ``xs`` does not hold one map per lateral conv.
         """
         if len(xs) != len(self.convs):
             raise ValueError(f'FpnNeck expects {len(self.convs)} feature maps, got {len(xs)}')
@@ -84,22 +107,39 @@ class SAMV2ImageEncoder(nn.Module):
     Output dict: ``backbone_fpn`` (list of (B, d_model, H_i, W_i), highest resolution first, the
     ``scalp`` coarsest levels dropped), ``vision_pos_enc`` (matching position maps) and
     ``vision_features`` (the coarsest kept level, (B, d_model, H/16, W/16) for SAM 2 with scalp=1).
+
+    Args:
+        trunk: backbone cfg (BACKBONES) of the trunk, e.g. Hiera.
+        neck: neck cfg (NECKS), whose ``backbone_channel_list`` must equal the trunk's ``channel_list``.
+        scalp: number of coarsest levels to drop, in [0, number of levels).
+
+    Raises:
+        ValueError: the trunk and neck channel lists differ, or ``scalp`` is out of range.
     """
 
     def __init__(self, trunk, neck, scalp=0):
         super().__init__()
         self.trunk = BuildBackbone(trunk)
-        self.neck = BuildBackbone(neck)
+        self.neck = BuildNeck(neck)
         trunk_channels = list(getattr(self.trunk, 'channel_list', []))
         neck_channels = list(getattr(self.neck, 'backbone_channel_list', []))
         if trunk_channels != neck_channels:
-            raise ValueError(f'trunk channel_list {trunk_channels} must equal neck backbone_channel_list {neck_channels}')
+            raise ValueError(f'trunk channel_list {trunk_channels} must equal neck backbone_channel_list '
+                             f'{neck_channels}')
         if not isinstance(scalp, int) or not 0 <= scalp < len(neck_channels):
             raise ValueError(f'scalp must be an int in [0, {len(neck_channels)}) (levels to drop), got {scalp!r}')
         self.scalp = scalp
 
-    def forward(self, sample):
-        """sample (B, 3, H, W) normalized image -> {'vision_features', 'vision_pos_enc', 'backbone_fpn'}."""
+    def forward(self, sample: torch.Tensor) -> dict:
+        """sample (B, 3, H, W) normalized image -> {'vision_features', 'vision_pos_enc', 'backbone_fpn'}.
+
+        Args:
+            sample: (B, 3, H, W) floating normalized image.
+
+        Returns:
+            Dict with ``vision_features`` (B, d_model, h, w) tensor (the coarsest kept level) and the lists
+            ``vision_pos_enc`` and ``backbone_fpn`` of (B, d_model, H_i, W_i) maps, highest resolution first.
+        """
         features, positions = self.neck(self.trunk(sample))
         if self.scalp > 0:
             features, positions = features[:-self.scalp], positions[:-self.scalp]

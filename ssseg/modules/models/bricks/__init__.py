@@ -1,2 +1,4 @@
-from .builder import POSITIONENCODINGS, TRANSFORMERS, HEADS, BuildPositionEncoding, BuildTransformer, BuildHead
-from .layers import MLP, LayerNorm2d, BuildActivation
+"""Generic layers shared by models: MLP, norms, DropPath, attention, axial RoPE, position encodings."""
+from .layers import MLP, BuildActivation, DropPath, LayerNorm2d
+
+__all__ = ['MLP', 'BuildActivation', 'DropPath', 'LayerNorm2d']

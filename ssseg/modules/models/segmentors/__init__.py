@@ -1,1 +1,1 @@
-from .builder import SEGMENTORS, BuildSegmentor
+"""Segmentors (SAMV2) and their heads."""

@@ -4,29 +4,49 @@ mask token drives a hypernetwork whose weights dot the upscaled image features i
 Output token order: [object-score token (if ``pred_obj_scores``), IoU token, mask token 0 (single
 mask), mask tokens 1..M (multimask)], followed by the prompt tokens. Names match Meta's checkpoints.
 """
+from typing import List, Optional, Tuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...bricks import HEADS, MLP, LayerNorm2d, BuildActivation, BuildTransformer
-from .transformer import TwoWayTransformer
+from ssseg.modules.models.bricks.layers import MLP, BuildActivation, LayerNorm2d
+from ssseg.modules.models.registries import HEADS, BuildTransformer
+from ssseg.modules.utils.checks import ispositiveint
+
+from .twowaytransformer import TwoWayTransformer
 
 # prompts decoded at once on a CPU: larger batches outgrow the caches and pay a page fault per 4 KiB of every
 # fresh activation (glibc maps big blocks anew each time), so they run in chunks (same results up to round-off)
 CPU_PROMPT_CHUNK = 2
 
 
-def _positiveint(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 @HEADS.register_module()
 class MaskDecoder(nn.Module):
     """Predict masks, their IoU scores, output tokens and an object score from image + prompt embeddings.
 
-    ``transformer_dim`` C (divisible by 8); ``transformer``: cfg of a two-way transformer mapping
-    (image (B, C, h, w), pe (B, C, h, w), tokens (B, N, C)) -> (tokens (B, N, C), image (B, hw, C)).
     Masks come out at 4x the embedding resolution, as logits.
+
+    Args:
+        transformer_dim: C, a positive multiple of 8.
+        transformer: cfg of a two-way transformer mapping (image (B, C, h, w), pe (B, C, h, w), tokens (B, N, C))
+            -> (tokens (B, N, C), image (B, hw, C)).
+        num_multimask_outputs: M, masks of the multimask output (a positive int); one more token gives the single mask.
+        activation: name or class of the upscaling activations.
+        iou_head_depth: layers of the IoU head MLP (a positive int).
+        iou_head_hidden_dim: hidden width of the IoU head.
+        use_high_res_features: add the projected stride-4 / stride-8 maps while upscaling (builds conv_s0 / conv_s1).
+        iou_prediction_use_sigmoid: IoU predictions pass through a sigmoid.
+        dynamic_multimask_via_stability: in eval, a single-mask output falls back to the best multimask one when
+            it is unstable.
+        dynamic_multimask_stability_delta: logit offset +-delta of the stability score.
+        dynamic_multimask_stability_thresh: minimal stability score of a kept single mask.
+        pred_obj_scores: predict an object score from a dedicated token.
+        pred_obj_scores_mlp: ... with an MLP instead of a linear layer.
+        use_multimask_token_for_obj_ptr: with ``multimask_output``, return the multimask tokens for the pointer.
+
+    Raises:
+        ValueError: ``transformer_dim``, ``num_multimask_outputs`` or ``iou_head_depth`` is not as above.
     """
 
     def __init__(self, transformer_dim, transformer, num_multimask_outputs=3, activation='gelu', iou_head_depth=3,
@@ -35,11 +55,11 @@ class MaskDecoder(nn.Module):
                  dynamic_multimask_stability_thresh=0.98, pred_obj_scores=False, pred_obj_scores_mlp=False,
                  use_multimask_token_for_obj_ptr=False):
         super().__init__()
-        if not _positiveint(transformer_dim) or transformer_dim % 8 != 0:
+        if not ispositiveint(transformer_dim) or transformer_dim % 8 != 0:
             raise ValueError(f'transformer_dim must be a positive multiple of 8, got {transformer_dim!r}')
-        if not _positiveint(num_multimask_outputs):
+        if not ispositiveint(num_multimask_outputs):
             raise ValueError(f'num_multimask_outputs must be a positive int, got {num_multimask_outputs!r}')
-        if not _positiveint(iou_head_depth):
+        if not ispositiveint(iou_head_depth):
             raise ValueError(f'iou_head_depth must be a positive int, got {iou_head_depth!r}')
         self.transformer_dim = transformer_dim
         self.transformer = BuildTransformer(transformer)
@@ -76,17 +96,31 @@ class MaskDecoder(nn.Module):
         self.dynamic_multimask_stability_delta = dynamic_multimask_stability_delta
         self.dynamic_multimask_stability_thresh = dynamic_multimask_stability_thresh
 
-    def forward(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
-                multimask_output, repeat_image, high_res_features=None):
+    def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, sparse_prompt_embeddings: torch.Tensor,
+                dense_prompt_embeddings: torch.Tensor, multimask_output: bool, repeat_image: bool,
+                high_res_features: Optional[List[torch.Tensor]] = None
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decode masks for B prompts.
 
-        ``image_embeddings`` (B, C, h, w), or (1, C, h, w) with ``repeat_image`` to share one image among
-        the B prompts; ``image_pe`` (1, C, h, w); ``sparse_prompt_embeddings`` (B, N, C);
-        ``dense_prompt_embeddings`` (B, C, h, w); ``high_res_features`` (needed iff built with them):
-        [(B or 1, C/8, 4h, 4w), (B or 1, C/4, 2h, 2w)], already projected by ``conv_s0`` / ``conv_s1``.
-        Returns ``(masks (B, M, 4h, 4w) logits, iou_pred (B, M), sam_tokens_out (B, M', C),
-        object_score_logits (B, 1))``: M = num_multimask_outputs with ``multimask_output``, else 1; M' = M
-        when ``multimask_output`` and ``use_multimask_token_for_obj_ptr``, else 1 (the single-mask token).
+        Args:
+            image_embeddings: (B, C, h, w), or (1, C, h, w) with ``repeat_image`` to share one image among the
+                B prompts.
+            image_pe: (1, C, h, w) position encoding, as from the prompt encoder's ``getdensepe()``.
+            sparse_prompt_embeddings: (B, N, C) prompt tokens.
+            dense_prompt_embeddings: (B, C, h, w) dense prompt embedding.
+            multimask_output: return the M = num_multimask_outputs multimask outputs instead of one mask.
+            repeat_image: one image's embeddings serve all B prompts.
+            high_res_features: needed iff built with them: [(B or 1, C/8, 4h, 4w), (B or 1, C/4, 2h, 2w)],
+                already projected by ``conv_s0`` / ``conv_s1``.
+
+        Returns:
+            ``(masks (B, M, 4h, 4w) logits, iou_pred (B, M), sam_tokens_out (B, M', C), object_score_logits
+            (B, 1))``: M = num_multimask_outputs with ``multimask_output``, else 1; M' = M when
+            ``multimask_output`` and ``use_multimask_token_for_obj_ptr``, else 1 (the single-mask token).
+
+        Raises:
+            ValueError: ``image_pe`` is not (1, C, h, w), ``high_res_features`` are missing, or the image batch
+                is neither B nor shared with ``repeat_image``.
         """
         return _inchunks(self._forwardchunk, image_embeddings, image_pe, sparse_prompt_embeddings,
                          dense_prompt_embeddings, multimask_output, repeat_image, high_res_features)
@@ -110,13 +144,28 @@ class MaskDecoder(nn.Module):
             sam_tokens_out = mask_tokens_out[:, 0:1]
         return masks, iou_pred, sam_tokens_out, object_score_logits
 
-    def decodeconfident(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
-                        multimask_output, repeat_image, min_iou, high_res_features=None):
+    def decodeconfident(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
+                        sparse_prompt_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor,
+                        multimask_output: bool, repeat_image: bool, min_iou: float,
+                        high_res_features: Optional[List[torch.Tensor]] = None
+                        ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Like :meth:`forward`, but only masks whose predicted IoU exceeds ``min_iou`` are decoded.
 
         The IoU head does not need the masks, so prompts with no confident output skip the upscaling (the
-        bulk of the cost). Returns ``(masks (K, 4h, 4w) logits, iou_pred (K,), index (K, 2))``, where
-        ``index`` holds each kept mask's (prompt, output) position in :meth:`forward`'s outputs.
+        bulk of the cost).
+
+        Args:
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, multimask_output,
+                repeat_image, high_res_features: as in :meth:`forward`.
+            min_iou: keep the outputs whose predicted IoU exceeds it.
+
+        Returns:
+            ``(masks (K, 4h, 4w) logits, iou_pred (K,), index (K, 2))``, where ``index`` (int64) holds each kept
+            mask's (prompt, output) position in :meth:`forward`'s outputs.
+
+        Raises:
+            ValueError: ``multimask_output=False`` on a decoder with dynamic multimask selection in eval, and
+                :meth:`forward`'s errors.
         """
         if not multimask_output and self.dynamic_multimask_via_stability and not self.training:
             raise ValueError('decodeconfident needs multimask_output=True or a decoder without dynamic multimask '
@@ -272,7 +321,8 @@ def _inchunks(decode, image_embeddings, image_pe, sparse, dense, *args, index_ou
     for start in range(0, num_prompts, step):
         chunk = slice(start, start + step)
         chunk_args = [[rows(x, chunk) for x in arg] if isinstance(arg, (list, tuple)) else arg for arg in args]
-        out = list(decode(rows(image_embeddings, chunk), image_pe, sparse[chunk], rows(dense, chunk), *chunk_args, cache))
+        out = list(decode(rows(image_embeddings, chunk), image_pe, sparse[chunk], rows(dense, chunk), *chunk_args,
+                          cache))
         if index_output is not None:
             out[index_output] = out[index_output] + torch.tensor([start, 0], device=out[index_output].device)
         parts.append(out)

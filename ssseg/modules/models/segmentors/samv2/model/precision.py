@@ -8,22 +8,40 @@ float32 (the docs' benchmarks give the IoU).
 """
 import functools
 import warnings
+from typing import Callable, Union
 
 import torch
 
 PRECISIONS = {'float32': torch.float32, 'bfloat16': torch.bfloat16}
 
 
-def checkprecision(precision):
-    """Return ``precision`` as 'float32' or 'bfloat16' (a torch dtype of either is accepted too)."""
+def checkprecision(precision: Union[str, torch.dtype]) -> str:
+    """Return ``precision`` as 'float32' or 'bfloat16' (a torch dtype of either is accepted too).
+
+    Args:
+        precision: 'float32', 'bfloat16', torch.float32 or torch.bfloat16.
+
+    Returns:
+        'float32' or 'bfloat16'.
+
+    Raises:
+        ValueError: ``precision`` is none of these.
+    """
     for name, dtype in PRECISIONS.items():
         if precision == name or precision is dtype:
             return name
     raise ValueError(f"precision must be 'float32' or 'bfloat16' (or the torch dtype), got {precision!r}")
 
 
-def bfloat16isfast(device):
-    """Whether ``device`` has hardware bfloat16 products (CUDA: the GPU says so; CPU: oneDNN's AVX512-BF16/AMX check)."""
+def bfloat16isfast(device: torch.device) -> bool:
+    """Whether ``device`` has hardware bfloat16 products.
+
+    Args:
+        device: the device to ask about.
+
+    Returns:
+        CUDA: what the GPU says; CPU: oneDNN's AVX512-BF16/AMX check; any other device type: False.
+    """
     if device.type == 'cuda':
         return torch.cuda.is_bf16_supported()
     if device.type == 'cpu':
@@ -31,8 +49,13 @@ def bfloat16isfast(device):
     return False
 
 
-def warnifslow(precision, device):
-    """Warn when bfloat16 was asked for on a device that only emulates it (it is then slower than float32)."""
+def warnifslow(precision: str, device: torch.device) -> None:
+    """Warn when bfloat16 was asked for on a device that only emulates it (it is then slower than float32).
+
+    Args:
+        precision: 'float32' or 'bfloat16'.
+        device: the device the model runs on.
+    """
     if precision == 'bfloat16' and not bfloat16isfast(device):
         warnings.warn(f'precision="bfloat16" on {device} without hardware bfloat16 support (CPU capability '
                       f'{torch.backends.cpu.get_cpu_capability()}): it runs, but slower than float32', stacklevel=4)
@@ -49,10 +72,15 @@ def _tofloat32(value):
     return value
 
 
-def inmodelprecision(method):
+def inmodelprecision(method: Callable) -> Callable:
     """Decorate a model method to run under bfloat16 autocast when ``self.precision == 'bfloat16'``.
 
-    Floating outputs come back float32; nested calls of decorated methods autocast once.
+    Args:
+        method: a method of a module with ``precision`` and ``device`` attributes.
+
+    Returns:
+        The wrapped method: bfloat16 tensors in its (nested dict / list / tuple) output come back float32;
+        nested calls of decorated methods autocast once.
     """
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):

@@ -3,22 +3,22 @@
 Coordinates are pixels (x, y) in the model's input frame (the resized, padded ``input_image_size``
 image); the dense map lives on the image-embedding grid. Parameter names match Meta's checkpoints.
 """
+from typing import Optional, Tuple
+
 import torch
 import torch.nn as nn
 
-from ...bricks import HEADS, LayerNorm2d, BuildActivation
-from .positionencoding import PositionEmbeddingRandom
-
-
-def _positiveint(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+from ssseg.modules.models.bricks.layers import BuildActivation, LayerNorm2d
+from ssseg.modules.models.bricks.positionencoding import PositionEmbeddingRandom
+from ssseg.modules.models.registries import HEADS
+from ssseg.modules.utils.checks import ispositiveint
 
 
 def _sizepair(name, value):
     """Accept an int or an (H, W) pair of positive ints; return a tuple."""
-    if _positiveint(value):
+    if ispositiveint(value):
         return (value, value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(_positiveint(v) for v in value):
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(ispositiveint(v) for v in value):
         return tuple(value)
     raise ValueError(f'{name} must be a positive int or an (H, W) pair of positive ints, got {value!r}')
 
@@ -27,19 +27,26 @@ def _sizepair(name, value):
 class PromptEncoder(nn.Module):
     """Embed point / box / mask prompts for the SAM mask decoder.
 
-    ``embed_dim``: token width C; ``image_embedding_size``: (h, w) of the image embedding;
-    ``input_image_size``: (H, W) of the encoder input, the frame of prompt coordinates;
-    ``mask_in_chans``: hidden width of the mask branch (a multiple of 4).
     Point labels: 1 positive, 0 negative, 2 / 3 box top-left / bottom-right corner, -1 padding.
+
+    Args:
+        embed_dim: token width C, a positive even int.
+        image_embedding_size: (h, w) of the image embedding (an int means square).
+        input_image_size: (H, W) of the encoder input, the frame of prompt coordinates (an int means square).
+        mask_in_chans: hidden width of the mask branch (a positive multiple of 4).
+        activation: name or class of the mask branch's activations.
+
+    Raises:
+        ValueError: a size or width is not as described above.
     """
 
     NUM_POINT_EMBEDDINGS = 4  # negative, positive, box top-left, box bottom-right
 
     def __init__(self, embed_dim, image_embedding_size, input_image_size, mask_in_chans, activation='gelu'):
         super().__init__()
-        if not _positiveint(embed_dim) or embed_dim % 2 != 0:
+        if not ispositiveint(embed_dim) or embed_dim % 2 != 0:
             raise ValueError(f'embed_dim must be a positive even int, got {embed_dim!r}')
-        if not _positiveint(mask_in_chans) or mask_in_chans % 4 != 0:
+        if not ispositiveint(mask_in_chans) or mask_in_chans % 4 != 0:
             raise ValueError(f'mask_in_chans must be a positive multiple of 4, got {mask_in_chans!r}')
         self.embed_dim = embed_dim
         self.image_embedding_size = _sizepair('image_embedding_size', image_embedding_size)
@@ -61,8 +68,12 @@ class PromptEncoder(nn.Module):
         )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
 
-    def getdensepe(self):
-        """Position encoding of the image-embedding grid cells: (1, C, h, w)."""
+    def getdensepe(self) -> torch.Tensor:
+        """Position encoding of the image-embedding grid cells: (1, C, h, w).
+
+        Returns:
+            (1, C, h, w) floating tensor on the model's device, cell centres of the (h, w) grid.
+        """
         return self.pe_layer(self.image_embedding_size).unsqueeze(0)
 
     def _embedpoints(self, coords, labels, pad):
@@ -97,12 +108,21 @@ class PromptEncoder(nn.Module):
             return masks.shape[0]
         return 1
 
-    def forward(self, points=None, boxes=None, masks=None):
+    def forward(self, points: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, boxes: Optional[torch.Tensor] = None,
+                masks: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Embed the given prompts (any may be None).
 
-        ``points``: (coords (B, N, 2) float pixels (x, y), labels (B, N) int); ``boxes``: (B, 4) xyxy pixels;
-        ``masks``: (B, 1, 4h, 4w) logits. Returns ``(sparse (B, N', C), dense (B, C, h, w))`` where N'
-        counts the points, one padding token when points come without boxes, and two box corners.
+        Coordinates are pixels of the ``input_image_size`` frame; a pixel index refers to the pixel's centre.
+
+        Args:
+            points: None or (coords (B, N, 2) float pixels (x, y), labels (B, N) int).
+            boxes: None or (B, 4) xyxy pixels.
+            masks: None or (B, 1, 4h, 4w) logits.
+
+        Returns:
+            ``(sparse (B, N', C), dense (B, C, h, w))`` where N' counts the points, one padding token when points
+            come without boxes, and two box corners; B is 1 without prompts. Without masks, dense is the
+            learned no-mask embedding expanded over the batch and grid (a view).
         """
         batch_size = self._batchsize(points, boxes, masks)
         sparse = [self.not_a_point_embed.weight.new_empty(batch_size, 0, self.embed_dim)]

@@ -9,11 +9,15 @@ available and the user has chosen no backend, the Agg backend is selected; a cho
 import os
 import string
 import sys
+from typing import Any, Optional, Sequence, Union
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
-from ....utils.maskio import writeatomically
+from ssseg.modules.utils import rle
+from ssseg.modules.utils.aliases import addmetaaliases
+from ssseg.modules.utils.fileio import writebytes
 
 __all__ = ['showmask', 'showpoints', 'showbox', 'showmasks', 'showanns', 'saveoverlay',
            'show_mask', 'show_points', 'show_box', 'show_masks', 'show_anns']
@@ -119,30 +123,25 @@ def _decodesegmentation(segmentation, name):
     """Binary mask, COCO RLE ({'size', 'counts': str|bytes}) or uncompressed RLE ({'size', 'counts': [int]})."""
     if not isinstance(segmentation, dict):
         return _asmask(segmentation, name)
-    if 'size' not in segmentation or 'counts' not in segmentation:
-        raise ValueError(f"{name} as an RLE dict needs keys 'size' and 'counts', got keys {sorted(segmentation)}")
-    h, w = (int(v) for v in segmentation['size'])
-    counts = segmentation['counts']
-    if isinstance(counts, (str, bytes)):
-        try:
-            from pycocotools import mask as maskutils
-        except ImportError as err:
-            raise ImportError(f'decoding the COCO RLE in {name} needs pycocotools (pip install pycocotools)') from err
-        return maskutils.decode(segmentation).astype(bool)
-    counts = np.asarray(counts, dtype=np.int64)
-    if counts.ndim != 1 or (counts < 0).any() or counts.sum() != h * w:
-        raise ValueError(f'{name} uncompressed RLE counts must be non-negative and sum to h*w={h * w}, '
-                         f'got {counts.size} counts summing to {int(counts.sum()) if counts.size else 0}')
-    # runs alternate background/foreground, starting with background, in column-major order
-    values = np.arange(counts.size) % 2 == 1
-    return np.repeat(values, counts).reshape(w, h).T
+    return rle.decode(segmentation, name)
 
 
-def showmask(mask, ax, random_color=False, borders=True, rng=None):
+def showmask(mask: ArrayLike, ax: Any, random_color: bool = False, borders: bool = True,
+             rng: Optional[Union[int, np.random.Generator]] = None) -> None:
     """Overlay one mask on ``ax`` as an RGBA image (blue, or a random colour, at alpha 0.6).
 
-    mask: (H, W) or (1, H, W) bool/0-1 array. borders: also draw its simplified outer contours in white.
-    rng: seed or np.random.Generator for ``random_color`` (None: fresh randomness).
+    Args:
+        mask: (H, W) or (1, H, W) bool/0-1 array or tensor (numeric masks are read as ``mask > 0.5``), in pixels of
+            the image drawn on ``ax``.
+        ax: a matplotlib Axes.
+        random_color: a random colour instead of blue.
+        borders: also draw its simplified outer contours in white.
+        rng: seed or np.random.Generator for ``random_color`` (None: fresh randomness).
+    Returns:
+        None.
+    Raises:
+        TypeError: ``ax`` not an Axes, or a mask that is neither bool nor numeric.
+        ValueError: a mask of another shape.
     """
     _checkax(ax)
     mask = _asmask(mask)
@@ -153,10 +152,18 @@ def showmask(mask, ax, random_color=False, borders=True, rng=None):
     ax.imshow(overlay)
 
 
-def showpoints(coords, labels, ax, marker_size=375):
+def showpoints(coords: ArrayLike, labels: ArrayLike, ax: Any, marker_size: float = 375) -> None:
     """Draw prompt points: label 1 as green stars, label 0 as red stars (white edges); other labels are skipped.
 
-    coords: (N, 2) pixel xy. labels: (N,).
+    Args:
+        coords: (N, 2) (x, y) pixels of the image drawn on ``ax``.
+        labels: (N,) point labels.
+        ax: a matplotlib Axes.
+        marker_size: the stars' size (matplotlib's ``s``, points^2).
+    Returns:
+        None.
+    Raises:
+        TypeError: ``ax`` not an Axes; ValueError: coords not (N, 2) or labels not (N,).
     """
     _checkax(ax)
     coords, labels = _tonumpy(coords), _tonumpy(labels)
@@ -170,8 +177,17 @@ def showpoints(coords, labels, ax, marker_size=375):
                    edgecolor='white', linewidth=1.25)
 
 
-def showbox(box, ax):
-    """Draw one xyxy box (4,) or several (N, 4) as unfilled green rectangles."""
+def showbox(box: ArrayLike, ax: Any) -> None:
+    """Draw boxes as unfilled green rectangles.
+
+    Args:
+        box: one xyxy box (4,) or several (N, 4), pixels of the image drawn on ``ax``.
+        ax: a matplotlib Axes.
+    Returns:
+        None.
+    Raises:
+        TypeError: ``ax`` not an Axes; ValueError: another shape.
+    """
     _checkax(ax)
     from matplotlib.patches import Rectangle
     boxes = _tonumpy(box).astype(np.float64)
@@ -195,14 +211,28 @@ def _indexedpath(savepath, index):
     return f'{root}_{index}{ext or ".png"}'
 
 
-def showmasks(image, masks, scores, point_coords=None, box_coords=None, input_labels=None, borders=True,
-              savepath=None, show=None):
+def showmasks(image: ArrayLike, masks: Union[ArrayLike, Sequence], scores: ArrayLike,
+              point_coords: Optional[ArrayLike] = None, box_coords: Optional[ArrayLike] = None,
+              input_labels: Optional[ArrayLike] = None, borders: bool = True,
+              savepath: Optional[Union[str, os.PathLike]] = None, show: Optional[bool] = None) -> list:
     """One figure per mask (in the given order): image, mask, prompts, title 'Mask {i+1}, Score: {s:.3f}'.
 
-    image: (H, W, 3) RGB. masks: (N, H, W) (or (H, W)). scores: (N,). point_coords (K, 2) xy with
-    input_labels (K,); box_coords (4,) or (B, 4) xyxy. savepath: a pattern with a '{}' field filled with the
-    0-based mask index, or a plain path that gets '_{index}' before its extension. show: None shows only when
-    the backend can display, True always calls plt.show(), False never. Returns the list of saved paths.
+    Args:
+        image: (H, W, 3) RGB (uint8, or float in [0, 1]; (H, W) and (H, W, 1 or 4) are converted).
+        masks: (N, H, W) (or (H, W), (N, 1, H, W) or a list of (H, W)) bool/0-1 masks of the image's size.
+        scores: (N,) one score per mask.
+        point_coords: (K, 2) (x, y) pixels of the image, with ``input_labels`` (K,).
+        box_coords: (4,) or (B, 4) xyxy pixels of the image.
+        input_labels: (K,) labels of ``point_coords``.
+        borders: draw the masks' outer contours.
+        savepath: a pattern with a '{}' field filled with the 0-based mask index, or a plain path that gets
+            '_{index}' before its extension; its folder is created.
+        show: None shows only when the backend can display, True always calls plt.show(), False never.
+    Returns:
+        The list of saved paths (str).
+    Raises:
+        ValueError: scores not one per mask, masks of another size, ``point_coords`` without ``input_labels``,
+            bad shapes. TypeError: a ``savepath`` that is neither str nor os.PathLike, bad dtypes.
     """
     image = _asimage(image)
     masks = _asmasks(masks)
@@ -243,12 +273,22 @@ def showmasks(image, masks, scores, point_coords=None, box_coords=None, input_la
     return saved
 
 
-def showanns(anns, borders=True, ax=None, rng=None):
+def showanns(anns: Sequence[dict], borders: bool = True, ax: Optional[Any] = None,
+             rng: Optional[Union[int, np.random.Generator]] = None) -> None:
     """Draw automatic-generator annotations, largest area first, as one RGBA image with random colours.
 
-    anns: list of dicts with 'segmentation' ((H, W) bool, COCO RLE or uncompressed RLE dict) and 'area'.
-    ax: target axes (default: the current axes). rng: seed or np.random.Generator for the colours.
     An empty list draws nothing.
+
+    Args:
+        anns: list of dicts with 'segmentation' ((H, W) bool, COCO RLE or uncompressed RLE dict) and 'area'.
+        borders: also draw each mask's outer contours.
+        ax: target matplotlib Axes (default: the current axes).
+        rng: seed or np.random.Generator for the colours.
+    Returns:
+        None.
+    Raises:
+        TypeError: ``anns`` not a list or tuple, ``ax`` not an Axes.
+        ValueError: an entry without 'segmentation' and 'area', a bad RLE, or segmentations of several sizes.
     """
     if not isinstance(anns, (list, tuple)):
         raise TypeError(f'anns must be a list of dicts, got {type(anns).__name__}')
@@ -278,12 +318,23 @@ def showanns(anns, borders=True, ax=None, rng=None):
     ax.imshow(overlay)
 
 
-def saveoverlay(image, masks, path, alpha=0.5, colors=None, borders=True, seed=0):
+def saveoverlay(image: ArrayLike, masks: Union[ArrayLike, Sequence], path: Union[str, os.PathLike],
+                alpha: float = 0.5, colors: Optional[ArrayLike] = None, borders: bool = True, seed: int = 0) -> str:
     """Blend masks onto an image and write it with OpenCV (no matplotlib), atomically.
 
-    image: (H, W, 3) RGB. masks: (H, W), (N, H, W), a list of (H, W) masks, or the automatic generator's
-    annotation list (drawn largest area first). colors: None (seeded random), one RGB 0-255 triple, or
-    one per mask. The format follows the extension of ``path`` ('.png' when it has none). Returns ``path``.
+    Args:
+        image: (H, W, 3) RGB (uint8, or float in [0, 1]).
+        masks: (H, W), (N, H, W), a list of (H, W) masks of the image's size, or the automatic generator's
+            annotation list (drawn largest area first).
+        path: the file to write (its folder is created); the format follows its extension ('.png' when none).
+        alpha: the masks' opacity in [0, 1]. borders: draw the masks' outer contours in white.
+        colors: None (random, seeded by ``seed``), one RGB 0-255 triple, or one per mask ((N, 3)).
+    Returns:
+        ``path`` (as a str).
+    Raises:
+        TypeError: a ``path`` that is neither str nor os.PathLike, bad dtypes.
+        ValueError: ``alpha`` outside [0, 1], masks of another size, bad ``colors`` shape, annotations without
+            'segmentation', or an extension OpenCV cannot write.
     """
     image = _asimage(image)
     if isinstance(masks, (list, tuple)) and masks and isinstance(masks[0], dict):
@@ -326,16 +377,8 @@ def saveoverlay(image, masks, path, alpha=0.5, colors=None, borders=True, seed=0
     if not ok:
         raise ValueError(f'path must end with an image extension OpenCV can write, got {path!r}')
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-
-    def write(temp):
-        with open(temp, 'wb') as f:
-            f.write(encoded.tobytes())
-    return writeatomically(path, write)
+    return writebytes(path, encoded.tobytes())
 
 
 # names used by Meta's notebooks
-show_mask = showmask
-show_points = showpoints
-show_box = showbox
-show_masks = showmasks
-show_anns = showanns
+addmetaaliases(globals(), 'show_mask', 'show_points', 'show_box', 'show_masks', 'show_anns')

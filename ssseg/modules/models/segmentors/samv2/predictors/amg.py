@@ -1,51 +1,29 @@
-"""Helpers of the automatic mask generator: point grids, crops, boxes, stability scores, RLE and records.
+"""Helpers of the automatic mask generator: point grids, crops, boxes, stability scores and records.
 
 Numerically identical to the matching helpers of Meta's SAM 2 (same counts, boxes, crops and run
 lengths), but vectorized and cache-friendly, since the generator runs them on hundreds of
 full-resolution masks. Conventions: boxes are XYXY pixels (x1, y1 inclusive for mask boxes, exclusive
-for crop boxes), masks are (N, H, W) bool, uncompressed RLE runs are column-major (Fortran order)
-and start with the number of leading zeros (possibly 0), as pycocotools expects.
+for crop boxes), masks are (N, H, W) bool. Their run-length encoding is ``ssseg.modules.utils.rle``.
 """
 import math
+from typing import ItemsView, KeysView, Sequence, Union
 
-import cv2
 import numpy as np
 import torch
 
-# masks are handled a few at a time on the CPU (about 16M pixels): reused, smaller temporaries are faster
-_CPU_CHUNK_PIXELS = 1 << 24
-# False sends CPU tensors down the accelerator path too (whole batches, torch only): lets tests cover it
-_CPU_PATH = True
+from ssseg.modules.utils.maskchunks import checkboolmasks, chunks
 
 
-def _oncpupath(tensor):
-    return _CPU_PATH and tensor.device.type == 'cpu'
+def buildpointgrid(n_per_side: int) -> np.ndarray:
+    """The centres of an n x n grid of cells over [0, 1]^2.
 
-
-def _chunks(masks):
-    """Slices over the first dim of (N, H, W) ``masks``: small ones on the CPU, a single one elsewhere."""
-    n, h, w = masks.shape
-    step = max(1, _CPU_CHUNK_PIXELS // max(1, h * w)) if _oncpupath(masks) else max(1, n)
-    return [slice(start, start + step) for start in range(0, n, step)]
-
-
-def _flatnonzero(flags):
-    """1-D int64 indices of the True entries of a bool tensor (numpy's scan is faster on the CPU)."""
-    if _oncpupath(flags):
-        return torch.from_numpy(np.flatnonzero(flags.numpy()))
-    return flags.reshape(-1).nonzero()[:, 0]
-
-
-def _checkmasks(masks, argname, ndim=3):
-    if not isinstance(masks, torch.Tensor) or masks.dtype != torch.bool or (ndim and masks.dim() != ndim):
-        form = f'a {ndim}-D' if ndim else 'a'
-        got = (f'{masks.dtype} tensor of shape {tuple(masks.shape)}' if isinstance(masks, torch.Tensor)
-               else type(masks).__name__)
-        raise ValueError(f'{argname} must be {form} bool torch tensor, got {got}')
-
-
-def buildpointgrid(n_per_side):
-    """(n*n, 2) float64 (x, y) centres of an n x n grid of cells over [0, 1]^2, x varying fastest."""
+    Args:
+        n_per_side: n, a positive int.
+    Returns:
+        (n*n, 2) float64 (x, y) centres in [0, 1] (fractions of the crop), x varying fastest.
+    Raises:
+        ValueError: ``n_per_side`` not a positive int.
+    """
     if not isinstance(n_per_side, (int, np.integer)) or n_per_side < 1:
         raise ValueError(f'n_per_side must be a positive int, got {n_per_side!r}')
     half_cell = 1 / (2 * n_per_side)
@@ -54,17 +32,34 @@ def buildpointgrid(n_per_side):
     return np.stack([xs, ys], axis=-1).reshape(-1, 2)
 
 
-def buildalllayerpointgrids(n_per_side, n_layers, scale_per_layer):
-    """Point grids of crop layers 0..n_layers; layer i has int(n_per_side / scale_per_layer**i) points a side."""
+def buildalllayerpointgrids(n_per_side: int, n_layers: int, scale_per_layer: int) -> list:
+    """Point grids of crop layers 0..n_layers.
+
+    Args:
+        n_per_side: points a side of layer 0.
+        n_layers: the last crop layer.
+        scale_per_layer: layer i has int(n_per_side / scale_per_layer**i) points a side.
+    Returns:
+        A list of n_layers + 1 (K_i, 2) float64 (x, y) grids in [0, 1] (see :func:`buildpointgrid`).
+    Raises:
+        ValueError: a layer with fewer than 1 point a side.
+    """
     return [buildpointgrid(int(n_per_side / (scale_per_layer ** i))) for i in range(n_layers + 1)]
 
 
-def generatecropboxes(im_size, n_layers, overlap_ratio):
+def generatecropboxes(im_size: Sequence[int], n_layers: int, overlap_ratio: float) -> tuple[list, list]:
     """Crops of an image of size (h, w): the whole image, then for layer i >= 1 a 2^i x 2^i grid of overlapping crops.
 
-    Returns (crop_boxes, layer_idxs): XYXY int boxes (x1, y1 exclusive) and the layer of each box. Within a
-    layer, crops go column by column (x outer, y inner); neighbours overlap by
+    Within a layer, crops go column by column (x outer, y inner); neighbours overlap by
     int(overlap_ratio * short_side * 2 / 2^i) pixels.
+
+    Args:
+        im_size: the image's (h, w).
+        n_layers: the number of crop layers after the whole image.
+        overlap_ratio: the overlap as a fraction of the image's short side (at layer 1).
+    Returns:
+        ``(crop_boxes, layer_idxs)``: lists of [x1, y1, x2, y2] int boxes in image pixels (x2, y2 exclusive) and
+        the layer of each box.
     """
     im_h, im_w = im_size
     short_side = min(im_h, im_w)
@@ -83,19 +78,43 @@ def generatecropboxes(im_size, n_layers, overlap_ratio):
     return crop_boxes, layer_idxs
 
 
-def uncropboxes(boxes, crop_box):
-    """XYXY ``boxes`` (..., 4) in a crop's frame -> the image frame (int64 offsets, as torch promotes)."""
+def uncropboxes(boxes: torch.Tensor, crop_box: Sequence[int]) -> torch.Tensor:
+    """Boxes in a crop's frame -> the image frame.
+
+    Args:
+        boxes: (..., 4) XYXY boxes in pixels of the crop.
+        crop_box: the crop's [x1, y1, x2, y2] in image pixels.
+    Returns:
+        (..., 4) XYXY boxes in image pixels (int64 offsets, as torch promotes), on ``boxes``' device.
+    """
     x0, y0 = crop_box[0], crop_box[1]
     return boxes + torch.tensor([x0, y0, x0, y0], device=boxes.device)
 
 
-def uncroppoints(points, crop_box):
-    """(x, y) ``points`` (..., 2) in a crop's frame -> the image frame."""
+def uncroppoints(points: torch.Tensor, crop_box: Sequence[int]) -> torch.Tensor:
+    """Points in a crop's frame -> the image frame.
+
+    Args:
+        points: (..., 2) (x, y) pixels of the crop.
+        crop_box: the crop's [x1, y1, x2, y2] in image pixels.
+    Returns:
+        (..., 2) (x, y) image pixels, on ``points``' device.
+    """
     return points + torch.tensor([crop_box[0], crop_box[1]], device=points.device)
 
 
-def uncropmasks(masks, crop_box, orig_h, orig_w):
-    """(..., h, w) crop masks -> (..., orig_h, orig_w), zero outside the crop; returned as is for a full-image crop."""
+def uncropmasks(masks: torch.Tensor, crop_box: Sequence[int], orig_h: int, orig_w: int) -> torch.Tensor:
+    """Crop masks -> image masks, zero outside the crop.
+
+    Args:
+        masks: (..., h, w) masks of the crop (any dtype), h = y2 - y1, w = x2 - x1.
+        crop_box: the crop's [x1, y1, x2, y2] in image pixels.
+        orig_h, orig_w: the image's size.
+    Returns:
+        (..., orig_h, orig_w) masks of the same dtype; ``masks`` itself for a full-image crop.
+    Raises:
+        ValueError: masks whose (h, w) is not the crop's.
+    """
     x0, y0, x1, y1 = crop_box
     if x0 == 0 and y0 == 0 and x1 == orig_w and y1 == orig_h:
         return masks
@@ -107,8 +126,18 @@ def uncropmasks(masks, crop_box, orig_h, orig_w):
     return out
 
 
-def isboxnearcropedge(boxes, crop_box, orig_box, atol=20.0):
-    """(N,) bool: XYXY crop-frame ``boxes`` (N, 4) within ``atol`` of a crop edge that is not an image edge."""
+def isboxnearcropedge(boxes: torch.Tensor, crop_box: Sequence[int], orig_box: Sequence[int],
+                      atol: float = 20.0) -> torch.Tensor:
+    """Which boxes are within ``atol`` of a crop edge that is not an image edge.
+
+    Args:
+        boxes: (N, 4) XYXY boxes in pixels of the crop.
+        crop_box: the crop's [x1, y1, x2, y2] in image pixels.
+        orig_box: the image's [0, 0, W, H].
+        atol: the distance in pixels.
+    Returns:
+        (N,) bool tensor on ``boxes``' device.
+    """
     crop = torch.as_tensor(crop_box, dtype=torch.float, device=boxes.device)
     orig = torch.as_tensor(orig_box, dtype=torch.float, device=boxes.device)
     boxes = uncropboxes(boxes, crop_box).float()
@@ -117,12 +146,18 @@ def isboxnearcropedge(boxes, crop_box, orig_box, atol=20.0):
     return (near_crop & ~near_image).any(dim=1)
 
 
-def batchedmasktobox(masks):
-    """XYXY int64 boxes (..., 4) around (..., H, W) bool masks; x1, y1 are the last covered column and row.
+def batchedmasktobox(masks: torch.Tensor) -> torch.Tensor:
+    """Boxes around masks.
 
-    Empty masks give [0, 0, 0, 0]; an input with no elements gives float32 zeros (..., 4).
+    Args:
+        masks: (..., H, W) bool tensor.
+    Returns:
+        (..., 4) XYXY int64 boxes in pixels, x1, y1 the last covered column and row. Empty masks give
+        [0, 0, 0, 0]; an input with no elements gives float32 zeros (..., 4).
+    Raises:
+        ValueError: not a bool tensor, or fewer than 2 dims.
     """
-    _checkmasks(masks, 'masks', ndim=0)
+    checkboolmasks(masks, 'masks', ndim=None)
     if masks.dim() < 2:
         raise ValueError(f'masks must be (..., H, W), got shape {tuple(masks.shape)}')
     lead, (h, w) = masks.shape[:-2], masks.shape[-2:]
@@ -131,7 +166,7 @@ def batchedmasktobox(masks):
     flat = masks.reshape(-1, h, w)
     rows = torch.empty(flat.shape[0], h, dtype=torch.bool, device=masks.device)
     cols = torch.empty(flat.shape[0], w, dtype=torch.bool, device=masks.device)
-    for chunk in _chunks(flat):
+    for chunk in chunks(flat):
         torch.amax(flat[chunk], dim=-1, out=rows[chunk])
         torch.amax(flat[chunk], dim=-2, out=cols[chunk])
     row_idx = torch.arange(h, device=masks.device)
@@ -145,19 +180,34 @@ def batchedmasktobox(masks):
     return boxes.reshape(*lead, 4)
 
 
-def boxxyxytoxywh(box):
-    """XYXY -> XYWH (width = x1 - x0) for a box or boxes (..., 4), torch or numpy; the input is not modified."""
+def boxxyxytoxywh(box: Union[torch.Tensor, np.ndarray]) -> Union[torch.Tensor, np.ndarray]:
+    """XYXY -> XYWH (width = x1 - x0) for a box or boxes; the input is not modified.
+
+    Args:
+        box: (..., 4) XYXY, torch tensor or numpy array (or a list).
+    Returns:
+        (..., 4) XYWH of the same kind (a tensor for a tensor, else a numpy array) and dtype.
+    """
     out = box.clone() if isinstance(box, torch.Tensor) else np.array(box, copy=True)
     out[..., 2] = out[..., 2] - out[..., 0]
     out[..., 3] = out[..., 3] - out[..., 1]
     return out
 
 
-def stabilityscore(mask_logits, mask_threshold, offset):
-    """(...,) float32 IoU of the (..., H, W) logits thresholded at mask_threshold + offset and - offset.
+def stabilityscore(mask_logits: torch.Tensor, mask_threshold: float, offset: float) -> torch.Tensor:
+    """IoU of the logits thresholded at mask_threshold + offset and - offset.
 
     The high-threshold mask lies inside the low one, so the IoU is count(> thr + offset) / count(> thr - offset)
     (NaN when both are empty). Counts are int32; one bool buffer the size of a chunk is reused for both.
+
+    Args:
+        mask_logits: (..., H, W) float logits.
+        mask_threshold: the mask threshold.
+        offset: the offset (+-) around it.
+    Returns:
+        (...,) float32 stability scores, on the logits' device.
+    Raises:
+        ValueError: not a torch tensor, or fewer than 2 dims.
     """
     if not isinstance(mask_logits, torch.Tensor) or mask_logits.dim() < 2:
         got = tuple(mask_logits.shape) if isinstance(mask_logits, torch.Tensor) else type(mask_logits).__name__
@@ -168,10 +218,10 @@ def stabilityscore(mask_logits, mask_threshold, offset):
     # per-row partial sums in int16 are exact while a row holds fewer than 2^15 pixels, and faster
     row_dtype = torch.int16 if w < 2 ** 15 else torch.int32
     counts = torch.zeros(2, logits.shape[0], dtype=torch.int32, device=logits.device)
-    chunks = _chunks(logits) if logits.numel() else []
-    rows = chunks[0].stop - chunks[0].start if chunks else 0
+    slices = chunks(logits) if logits.numel() else []
+    rows = slices[0].stop - slices[0].start if slices else 0
     buffer = torch.empty((rows, h, w), dtype=torch.bool, device=logits.device)
-    for chunk in chunks:
+    for chunk in slices:
         part = logits[chunk]
         view = buffer[:part.shape[0]]
         for k, threshold in enumerate((high, low)):
@@ -180,110 +230,19 @@ def stabilityscore(mask_logits, mask_threshold, offset):
     return (counts[0] / counts[1]).reshape(lead)
 
 
-def masktorle(masks):
-    """Uncompressed column-major RLE of (N, H, W) bool masks: a list of {'size': [H, W], 'counts': [...]}.
-
-    Run starts are found on the C-order masks (vertical changes inside a column, plus the jump from the
-    bottom of one column to the top of the next), keyed by their column-major position and sorted, so no
-    transposed copy of the masks is made.
-    """
-    _checkmasks(masks, 'masks')
-    n, h, w = masks.shape
-    hw = h * w
-    if n == 0:
-        return []
-    if hw == 0:
-        return [{'size': [h, w], 'counts': [0]} for _ in range(n)]
-    # mask i spans keys i*hw .. (i+1)*hw; these boundaries make the diff below yield each mask's last run
-    keys = [torch.arange(n + 1, device=masks.device) * hw]
-    for chunk in _chunks(masks):
-        part = masks[chunk]
-        # a change between rows r and r + 1 of column c starts a run at column-major position c * h + r + 1
-        inside = _flatnonzero(part[:, 1:, :] != part[:, :-1, :])
-        per_part = max(1, (h - 1) * w)
-        index, rest = inside // per_part, inside % per_part
-        keys.append((index + chunk.start) * hw + (rest % w) * h + rest // w + 1)
-        # bottom of column c differs from top of column c + 1: a run starts at (c + 1) * h
-        across = _flatnonzero(part[:, 0, 1:] != part[:, -1, :-1])
-        index, column = across // max(1, w - 1), across % max(1, w - 1)
-        keys.append((index + chunk.start) * hw + (column + 1) * h)
-    keys = torch.cat(keys).sort().values
-    runs = torch.diff(keys).tolist()
-    per_mask = torch.bincount(keys[:-1] // hw, minlength=n).tolist()
-    starts_on = masks[:, 0, 0].tolist()
-    out, start = [], 0
-    for count, on in zip(per_mask, starts_on):
-        counts = runs[start:start + count]
-        start += count
-        if on:
-            counts.insert(0, 0)
-        out.append({'size': [h, w], 'counts': counts})
-    return out
-
-
-def rletomask(rle):
-    """(H, W) bool numpy mask of an uncompressed RLE (a Fortran-ordered transposed view, as Meta's)."""
-    h, w = rle['size']
-    counts = np.asarray(rle['counts'], dtype=np.int64)
-    if counts.ndim != 1 or (counts < 0).any() or int(counts.sum()) != h * w:
-        raise ValueError(f"rle counts must be non-negative run lengths summing to h * w = {h * w}, "
-                         f"got {len(counts)} runs summing to {int(counts.sum())}")
-    values = np.zeros(len(counts), dtype=bool)
-    values[1::2] = True
-    return np.repeat(values, counts).reshape(w, h).T
-
-
-def areafromrle(rle):
-    """Foreground pixel count of an uncompressed RLE (the odd runs)."""
-    return sum(rle['counts'][1::2])
-
-
-def cocoencoderle(uncompressed_rle):
-    """COCO compressed RLE {'size': [H, W], 'counts': str} of an uncompressed RLE (pycocotools, JSON-ready)."""
-    from pycocotools import mask as mask_utils
-    h, w = uncompressed_rle['size']
-    rle = mask_utils.frPyObjects(uncompressed_rle, h, w)
-    rle['counts'] = rle['counts'].decode('utf-8')
-    return rle
-
-
-def removesmallregions(mask, area_thresh, mode):
-    """Drop 8-connected regions smaller than ``area_thresh`` from an (H, W) bool numpy mask.
-
-    mode 'holes': fill background regions below the threshold; 'islands': remove such foreground
-    regions, keeping the largest one if all are small. Returns (mask, changed); the input is returned
-    as is when nothing changes.
-    """
-    if mode not in ('holes', 'islands'):
-        raise ValueError(f"mode must be 'holes' or 'islands', got {mode!r}")
-    if not isinstance(mask, np.ndarray) or mask.ndim != 2 or mask.dtype != bool:
-        raise ValueError(f'mask must be an (H, W) bool numpy array, got {getattr(mask, "dtype", type(mask))} '
-                         f'of shape {getattr(mask, "shape", None)}')
-    holes = mode == 'holes'
-    region = (~mask if holes else mask).astype(np.uint8)
-    n_labels, labels, stats, _ = cv2.connectedComponentsWithStats(region, connectivity=8)
-    sizes = stats[1:, cv2.CC_STAT_AREA]  # label 0 is the complement of the regions
-    small = sizes < area_thresh
-    if not small.any():
-        return mask, False
-    # look-up table over labels: True where the output is foreground
-    if holes:
-        foreground = np.concatenate([[True], small])
-    else:
-        foreground = np.concatenate([[False], ~small])
-        if not foreground.any():
-            foreground[int(np.argmax(sizes)) + 1] = True
-    return foreground[labels], True
-
-
 class MaskRecords:
     """Columns of per-mask data (torch tensors, numpy arrays or lists) of equal length, filtered and joined together.
 
     ``records[key]`` reads or sets a column; ``filter(keep)`` keeps rows by bool mask or index tensor,
     ``cat(other)`` appends another MaskRecords's rows, ``tonumpy()`` turns tensors into float32 arrays.
+
+    Args:
+        columns: name -> column (a list, numpy array or torch tensor, rows along the first dim).
+    Raises:
+        ValueError: a column of another type.
     """
 
-    def __init__(self, **columns):
+    def __init__(self, **columns: Union[list, np.ndarray, torch.Tensor]) -> None:
         self._columns = {}
         for key, value in columns.items():
             self[key] = value
@@ -306,14 +265,30 @@ class MaskRecords:
     def __len__(self):
         return len(next(iter(self._columns.values()))) if self._columns else 0
 
-    def keys(self):
+    def keys(self) -> KeysView:
+        """The column names.
+
+        Returns:
+            A view of the names, as ``dict.keys()``.
+        """
         return self._columns.keys()
 
-    def items(self):
+    def items(self) -> ItemsView:
+        """The columns.
+
+        Returns:
+            A view of (name, column) pairs, as ``dict.items()``.
+        """
         return self._columns.items()
 
-    def filter(self, keep):
-        """Keep the rows selected by ``keep``: a bool mask or int64 indices (torch or numpy), in that order."""
+    def filter(self, keep: Union[torch.Tensor, np.ndarray]) -> None:
+        """Keep the rows selected by ``keep``, in that order.
+
+        Args:
+            keep: a (N,) bool mask or (K,) int64 indices (torch or numpy).
+        Returns:
+            None (the columns are replaced).
+        """
         keep = torch.as_tensor(keep)
         keep_list = keep.tolist()
         keep_numpy = keep.cpu().numpy()
@@ -327,11 +302,18 @@ class MaskRecords:
             else:
                 self._columns[key] = [value[i] for i in keep_list]
 
-    def cat(self, other):
+    def cat(self, other: 'MaskRecords') -> None:
         """Append the rows of ``other``, a MaskRecords with the same columns.
 
         Columns only have to match when both sides have rows: a side without rows (e.g. a batch whose
         masks were all filtered out) gives way to the other one, whatever its columns.
+
+        Args:
+            other: the records to append (not modified).
+        Returns:
+            None.
+        Raises:
+            ValueError: columns that differ, or a column of another kind (tensor, array, list) than this one's.
         """
         same = set(self._columns) == set(other.keys())
         if not other._columns or (len(other) == 0 and not same):
@@ -353,8 +335,12 @@ class MaskRecords:
                 raise ValueError(f'MaskRecords column {key!r}: cannot join {type(mine).__name__} '
                                  f'and {type(value).__name__}')
 
-    def tonumpy(self):
-        """Turn every tensor column into a float32 numpy array (as Meta's generator does, boxes included)."""
+    def tonumpy(self) -> None:
+        """Turn every tensor column into a float32 numpy array (as Meta's generator does, boxes included).
+
+        Returns:
+            None.
+        """
         for key, value in self._columns.items():
             if isinstance(value, torch.Tensor):
                 self._columns[key] = value.float().detach().cpu().numpy()

@@ -1,9 +1,17 @@
 """SAMV2ImagePredictor: embed an image once, then segment it from points, boxes and masks."""
+from typing import Optional, Sequence, Union
+
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
+from PIL import Image
 
-from .modelchoice import buildsamv2, choosesegmentorcfg
-from .prompts import BOX_LABELS, asboxes, asflag, asmaskinput, asnumber, aspoints
+from ssseg.modules.models.segmentors.samv2.model import SAMV2
+from ssseg.modules.utils.aliases import metaaliases
+from ssseg.modules.utils.checks import asflag, asnumber
+
+from .base import SAMV2PredictorBase
+from .prompts import BOX_LABELS, asboxes, asmaskinput, aspoints
 from .transforms import SAMV2Transforms, asrgbimage
 
 
@@ -12,53 +20,58 @@ class NoImageError(RuntimeError, ValueError):
 
 
 def _promptnames(suffix=''):
-    """Argument names used in error messages: ``point_coords`` for predict, ``point_coords_batch[i]`` for predictbatch."""
+    """Argument names in error messages: ``point_coords`` for predict, ``point_coords_batch[i]`` for predictbatch."""
     return {name: f'{name}{suffix}' for name in ('point_coords', 'point_labels', 'box', 'mask_input')}
 
 
-class SAMV2ImagePredictor:
+@metaaliases('set_image', 'set_image_batch', 'predict_batch', 'get_image_embedding', 'reset_predictor')
+class SAMV2ImagePredictor(SAMV2PredictorBase):
     """Promptable segmentation of still images with SAM 2 / SAM 2.1.
-
-    Choose the model with exactly one of ``samv2_cfg`` (a config dict whose ``ckptpath`` is a URL or
-    local path) or ``use_default_samv2{,1}_{t,s,bplus,l}=True``. ``device`` defaults to cuda when
-    available, else cpu. ``apply_postprocessing`` lets a single-mask request fall back to the most
-    stable of the multimask outputs (as Meta's builder does). Masks are thresholded at
-    ``mask_threshold``; ``max_hole_area`` / ``max_sprinkle_area`` (pixels of the 256 x 256 low-res
-    mask) fill small holes / remove small specks before upsampling, with OpenCV on any device.
-    ``precision='bfloat16'`` opts in to bfloat16 autocast (faster on GPUs and CPUs with AVX512-BF16/AMX,
-    masks close to but not equal to float32's); the default 'float32' matches Meta's outputs.
 
     Bad input raises TypeError or ValueError (``NoImageError`` for a call in the wrong image mode) naming
     the argument, before any state changes, so a failed call leaves the predictor as it was.
+
+    Args:
+        samv2_cfg, use_default, model: choose the model with exactly one of ``samv2_cfg`` (a config dict whose
+            ``ckptpath`` is a URL or local path), ``use_default_samv2{,1}_{t,s,bplus,l}=True`` or ``model`` (an
+            already built SAMV2, shared with whoever else uses it; see :meth:`fromconfig` for a config name).
+        device: defaults to cuda when available, else cpu (see :func:`defaultdevice`).
+        load_ckpt_strict: refuse any missing or unexpected checkpoint key (default True).
+        apply_postprocessing: (default True) lets a single-mask request fall back to the most stable of the
+            multimask outputs (as Meta's builder does).
+        mask_threshold: masks are the logits above it.
+        max_hole_area, max_sprinkle_area: (pixels of the 256 x 256 low-res mask) fill small holes / remove small
+            specks before upsampling, with OpenCV on any device.
+        precision: ``'bfloat16'`` opts in to bfloat16 autocast (faster on GPUs and CPUs with AVX512-BF16/AMX,
+            masks close to but not equal to float32's); the default 'float32' matches Meta's outputs.
+            ``load_ckpt_strict``, ``apply_postprocessing`` and ``precision`` are build options: with ``model``
+            they are the built model's and must be left out.
+    Raises:
+        TypeError, ValueError: bad options (``mask_threshold`` not a finite number, areas < 0), a bad model
+            choice or device (see :func:`choosemodel`), checked before the model is built.
     """
 
-    def __init__(self, samv2_cfg=None, use_default_samv2_l=False, use_default_samv2_bplus=False,
-                 use_default_samv2_s=False, use_default_samv2_t=False, use_default_samv21_l=False,
-                 use_default_samv21_bplus=False, use_default_samv21_s=False, use_default_samv21_t=False,
-                 device=None, load_ckpt_strict=True, apply_postprocessing=True, mask_threshold=0.0,
-                 max_hole_area=0.0, max_sprinkle_area=0.0, precision='float32'):
+    def __init__(self, samv2_cfg: Optional[dict] = None, model: Optional[SAMV2] = None,
+                 device: Optional[Union[str, int, torch.device]] = None, load_ckpt_strict: Optional[bool] = None,
+                 apply_postprocessing: Optional[bool] = None, mask_threshold: float = 0.0, max_hole_area: float = 0.0,
+                 max_sprinkle_area: float = 0.0, precision: Optional[str] = None, **use_default: bool) -> None:
         # checked before the (slow) model build
         mask_threshold = asnumber(mask_threshold, 'mask_threshold')
         max_hole_area = asnumber(max_hole_area, 'max_hole_area', low=0)
         max_sprinkle_area = asnumber(max_sprinkle_area, 'max_sprinkle_area', low=0)
-        cfg = choosesegmentorcfg(
-            samv2_cfg, use_default_samv2_l=use_default_samv2_l, use_default_samv2_bplus=use_default_samv2_bplus,
-            use_default_samv2_s=use_default_samv2_s, use_default_samv2_t=use_default_samv2_t,
-            use_default_samv21_l=use_default_samv21_l, use_default_samv21_bplus=use_default_samv21_bplus,
-            use_default_samv21_s=use_default_samv21_s, use_default_samv21_t=use_default_samv21_t,
-        )
-        self.model = buildsamv2(cfg, device=device, load_ckpt_strict=load_ckpt_strict,
-                                apply_postprocessing=apply_postprocessing, precision=precision)
+        buildoptions = dict(load_ckpt_strict=load_ckpt_strict, apply_postprocessing=apply_postprocessing,
+                            precision=precision)
+        self._usemodel(model, samv2_cfg, device, buildoptions, use_default)
         self.mask_threshold = mask_threshold
         self.transforms = SAMV2Transforms(self.model.image_size, mask_threshold, max_hole_area, max_sprinkle_area)
         self.resetpredictor()
 
-    @property
-    def device(self):
-        return self.model.device
+    def resetpredictor(self) -> None:
+        """Forget the current image(s) and their features.
 
-    def resetpredictor(self):
-        """Forget the current image(s) and their features."""
+        Returns:
+            None.
+        """
         self._features = None
         self._orig_hw = None
         self._is_image_set = False
@@ -66,11 +79,18 @@ class SAMV2ImagePredictor:
 
     # ------------------------------------------------------------------ images
     @torch.no_grad()
-    def setimage(self, image):
-        """Compute the embedding of one image: (H, W, 3) uint8 RGB numpy array (any strides) or PIL image.
+    def setimage(self, image: Union[np.ndarray, Image.Image]) -> None:
+        """Compute the embedding of one image.
 
-        Grayscale and RGBA input is converted with a warning (see :func:`asrgbimage`). A rejected image,
-        or a failure while encoding, leaves the previous image set.
+        A rejected image, or a failure while encoding, leaves the previous image set.
+
+        Args:
+            image: (H, W, 3) uint8 RGB numpy array (any strides) or PIL image. Grayscale and RGBA input is
+                converted with a warning (see :func:`asrgbimage`).
+        Returns:
+            None.
+        Raises:
+            TypeError, ValueError: an image :func:`asrgbimage` refuses.
         """
         image = asrgbimage(image, 'image')
         inputs = self.transforms.toinput(image, self.device)[None]
@@ -81,8 +101,18 @@ class SAMV2ImagePredictor:
         self._is_image_set = True
 
     @torch.no_grad()
-    def setimagebatch(self, images):
-        """Compute the embeddings of a list of images (each (H_i, W_i, 3) uint8 RGB or PIL) for predictbatch."""
+    def setimagebatch(self, images: Sequence[Union[np.ndarray, Image.Image]]) -> None:
+        """Compute the embeddings of a list of images for :meth:`predictbatch`.
+
+        Args:
+            images: a non-empty list or tuple of images, each (H_i, W_i, 3) uint8 RGB or PIL (as for
+                :meth:`setimage`).
+        Returns:
+            None.
+        Raises:
+            TypeError: not a list or tuple (e.g. a single array), or an image :func:`asrgbimage` refuses.
+            ValueError: an empty list, or an image :func:`asrgbimage` refuses.
+        """
         if not isinstance(images, (list, tuple)):
             hint = ' (wrap a single image in a list, or use setimage)' if isinstance(images, np.ndarray) else ''
             raise TypeError(f'images must be a non-empty list of RGB images, got {type(images).__name__}{hint}')
@@ -97,37 +127,68 @@ class SAMV2ImagePredictor:
         self._is_image_set = True
         self._is_batch = True
 
-    def getimageembedding(self):
-        """The current image's embedding, (1, C, S/16, S/16) (C=256, 64 x 64 for S=1024); (B, C, S/16, S/16)
-        for the B images of :meth:`setimagebatch`."""
+    def getimageembedding(self) -> torch.Tensor:
+        """The current image's embedding.
+
+        Returns:
+            (1, C, S/16, S/16) float tensor on the device (C=256, 64 x 64 for S=1024); (B, C, S/16, S/16) for the
+            B images of :meth:`setimagebatch`.
+        Raises:
+            NoImageError: no image set.
+        """
         self._checkimageset(batch=None, method='getimageembedding')
         return self._features['image_embed']
 
     # ------------------------------------------------------------------ prediction
-    def predict(self, point_coords=None, point_labels=None, box=None, mask_input=None, multimask_output=True,
-                return_logits=False, normalize_coords=True):
+    def predict(self, point_coords: Optional[ArrayLike] = None, point_labels: Optional[ArrayLike] = None,
+                box: Optional[ArrayLike] = None, mask_input: Optional[ArrayLike] = None, multimask_output: bool = True,
+                return_logits: bool = False,
+                normalize_coords: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Segment the image set by :meth:`setimage` from prompts.
 
-        ``point_coords``: (P, 2) or (N, P, 2) (x, y) pixels of the original image (or [0, 1] fractions
-        with ``normalize_coords=False``); ``point_labels``: (P,) or (N, P), 1 foreground, 0 background.
-        ``box``: (4,) or (N, 4) xyxy in the same frame; several boxes segment N objects at once.
-        ``mask_input``: (1, 256, 256) or (N, 1, 256, 256) low-res logits from a previous call.
-        Returns numpy ``(masks, scores, lowres_logits)``: masks (M, H, W) float32 0/1 (logits with
-        ``return_logits``), scores (M,), logits (M, 256, 256), M = 3 with ``multimask_output`` else 1;
-        with N > 1 prompts every array gains a leading N axis. Points outside the image are accepted (as
-        in Meta's predictor); labels must be in {-1, 0, 1, 2, 3}, coordinates finite, boxes unflipped.
-        The flags take bools (or numpy bools, 0 / 1).
+        Args:
+            point_coords: (P, 2) or (N, P, 2) (x, y) pixels of the original image (or [0, 1] fractions
+                with ``normalize_coords=False``); coordinates must be finite, points outside the image are
+                accepted (as in Meta's predictor).
+            point_labels: (P,) or (N, P), 1 foreground, 0 background; in {-1, 0, 1, 2, 3}.
+            box: (4,) or (N, 4) xyxy in the same frame (unflipped); several boxes segment N objects at once.
+            mask_input: (1, 256, 256) or (N, 1, 256, 256) low-res logits from a previous call.
+            multimask_output: M = 3 masks per prompt instead of 1.
+            return_logits: masks as float32 logits instead of 0/1.
+            normalize_coords: coordinates are pixels (else [0, 1] fractions). The flags take bools (or numpy
+                bools, 0 / 1).
+        Returns:
+            numpy ``(masks, scores, lowres_logits)``: masks (M, H, W) float32 0/1 at the original image size
+            (logits with ``return_logits``), scores (M,) float32, logits (M, 256, 256) float32; with N > 1 prompts
+            every array gains a leading N axis.
+        Raises:
+            NoImageError: no image set with :meth:`setimage` (none, or images of :meth:`setimagebatch`).
+            TypeError, ValueError: bad prompts or flags, naming the argument.
         """
         self._checkimageset(batch=False, method='predict')
         flags = self._checkflags(multimask_output, return_logits, normalize_coords)
         prompt, mask_input = self._prepare(0, point_coords, point_labels, box, mask_input, flags[2], _promptnames())
         return self._decode(0, prompt, mask_input, *flags[:2])
 
-    def predictbatch(self, point_coords_batch=None, point_labels_batch=None, box_batch=None, mask_input_batch=None,
-                     multimask_output=True, return_logits=False, normalize_coords=True):
-        """:meth:`predict` for each image set by :meth:`setimagebatch`; each ``*_batch`` is a list with one
-        entry (or None) per image. Returns three lists (masks, scores, lowres_logits) of numpy arrays.
-        Every image's prompts are checked before any is decoded; errors name e.g. ``box_batch[1]``."""
+    def predictbatch(self, point_coords_batch: Optional[Sequence] = None, point_labels_batch: Optional[Sequence] = None,
+                     box_batch: Optional[Sequence] = None, mask_input_batch: Optional[Sequence] = None,
+                     multimask_output: bool = True, return_logits: bool = False,
+                     normalize_coords: bool = True) -> tuple[list, list, list]:
+        """:meth:`predict` for each image set by :meth:`setimagebatch`.
+
+        Every image's prompts are checked before any is decoded; errors name e.g. ``box_batch[1]``.
+
+        Args:
+            point_coords_batch, point_labels_batch, box_batch, mask_input_batch: lists with one entry (or None)
+                per image, each as :meth:`predict`'s argument of that name for that image.
+            multimask_output, return_logits, normalize_coords: as for :meth:`predict`.
+        Returns:
+            Three lists (masks, scores, lowres_logits) of numpy arrays, one entry per image, as :meth:`predict`.
+        Raises:
+            NoImageError: no images set with :meth:`setimagebatch` (none, or an image of :meth:`setimage`).
+            TypeError: a ``*_batch`` that is not a list or tuple; ValueError: one of another length than the
+                images; and :meth:`predict`'s errors.
+        """
         self._checkimageset(batch=True, method='predictbatch')
         flags = self._checkflags(multimask_output, return_logits, normalize_coords)
         num_images = len(self._orig_hw)
@@ -184,17 +245,46 @@ class SAMV2ImagePredictor:
         return prompt, mask_input
 
     @torch.no_grad()
-    def _decode(self, img_idx, prompt, mask_input, multimask_output, return_logits):
-        orig_hw = self._orig_hw[img_idx]
+    def predictlowres(self, point_coords: torch.Tensor, point_labels: torch.Tensor,
+                      mask_input: Optional[torch.Tensor] = None, multimask_output: bool = True,
+                      min_iou: Optional[float] = None) -> tuple[torch.Tensor, ...]:
+        """Prompts in, low-res logits out, all as tensors: for callers that stay in torch (the mask generator).
+
+        Inputs are trusted tensors: only the image being set is checked.
+
+        Args:
+            point_coords: (N, P, 2) float32 tensor of (x, y) pixels of the image set by :meth:`setimage`, on
+                ``self.device``.
+            point_labels: (N, P) int32 tensor (1 foreground, 0 background, -1 padding).
+            mask_input: None or (N, 1, 256, 256) float32 low-res logits (for S = 1024: S/4 a side).
+            multimask_output: three candidates per prompt instead of one.
+            min_iou: None, or decode only the candidates whose predicted IoU exceeds it.
+        Returns:
+            ``(low_res (N, M, 256, 256), ious (N, M))`` float32 tensors on the device, M = 3 or 1; with
+            ``min_iou``: ``(low_res (K, 256, 256), ious (K,), index (K, 2))``, index holding each kept mask's
+            (prompt, candidate) position.
+        Raises:
+            NoImageError: no image set with :meth:`setimage` (none, or images of :meth:`setimagebatch`).
+        """
+        self._checkimageset(batch=False, method='predictlowres')
+        coords = self.transforms.transformcoords(point_coords, normalize=True, orig_hw=self._orig_hw[0])
+        return self._lowres(0, (coords, point_labels), mask_input, multimask_output, min_iou)
+
+    def _lowres(self, img_idx, prompt, mask_input, multimask_output, min_iou=None):
+        """The model's decoding of one image's checked prompts (coordinates in the model frame)."""
         num_prompts = prompt[0].shape[0] if prompt is not None else 1
         features = self._features
-        low_res, scores = self.model.decodeprompts(
+        return self.model.decodeprompts(
             features['image_embed'][img_idx:img_idx + 1],
             [feat[img_idx:img_idx + 1] for feat in features['high_res_feats']],
             points=prompt, mask_input=mask_input, multimask_output=multimask_output,
-            repeat_image=prompt is not None and num_prompts > 1,
+            repeat_image=prompt is not None and num_prompts > 1, min_iou=min_iou,
         )
-        masks = self.transforms.postprocessmasks(low_res, orig_hw)
+
+    @torch.no_grad()
+    def _decode(self, img_idx, prompt, mask_input, multimask_output, return_logits):
+        low_res, scores = self._lowres(img_idx, prompt, mask_input, multimask_output)
+        masks = self.transforms.postprocessmasks(low_res, self._orig_hw[img_idx])
         low_res = torch.clamp(low_res, -32.0, 32.0)
         if not return_logits:
             masks = masks > self.mask_threshold
@@ -208,10 +298,3 @@ class SAMV2ImagePredictor:
             if batch:
                 raise NoImageError(f'{method} is for images set with setimagebatch; after setimage use predict')
             raise NoImageError(f'{method} is for an image set with setimage; after setimagebatch use predictbatch')
-
-    # Meta's method names, so code written for the official package runs unchanged
-    set_image = setimage
-    set_image_batch = setimagebatch
-    predict_batch = predictbatch
-    get_image_embedding = getimageembedding
-    reset_predictor = resetpredictor

@@ -1,63 +1,18 @@
-"""Validation and conversion of user prompts (points, labels, boxes, mask inputs, flags) to tensors.
+"""Validation and conversion of user prompts (points, labels, boxes, mask inputs) to tensors.
 
 Every check names the argument, the expected form and what was received, and raises ValueError or
 TypeError before anything is computed or stored.
 """
-import numpy as np
+from typing import Optional, Sequence, Union
+
 import torch
+from numpy.typing import ArrayLike
+
+from ssseg.modules.utils.checks import shapeof
 
 # labels of a box's top-left and bottom-right corners in the prompt encoder
 BOX_LABELS = torch.tensor([[2, 3]], dtype=torch.int32)
 VALID_LABELS = (-1, 0, 1, 2, 3)
-
-
-def asflag(value, argname):
-    """``value`` as a Python bool: accepts bool, numpy.bool_ and the ints 0 / 1; TypeError otherwise.
-
-    Truthiness is not used, so that e.g. the string 'False' or None is not silently read as a choice.
-    """
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)) and value in (0, 1):
-        return bool(value)
-    raise TypeError(f'{argname} must be a bool, got {type(value).__name__} {value!r}')
-
-
-def asnumber(value, argname, low=None, high=None, high_open=False):
-    """``value`` as a finite Python float in [low, high] (or [low, high) with ``high_open``); bools are refused.
-
-    TypeError for a non-number, ValueError for NaN, inf or a value out of range.
-    """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f'{argname} must be a number, got {type(value).__name__} {value!r}')
-    value = float(value)
-    below = low is not None and value < low
-    above = high is not None and (value >= high if high_open else value > high)
-    if not np.isfinite(value) or below or above:
-        form = ''
-        if low is not None and high is not None:
-            form = f' in [{low:g}, {high:g}{")" if high_open else "]"}'
-        elif low is not None:
-            form = f' >= {low:g}'
-        raise ValueError(f'{argname} must be a finite number{form}, got {value!r}')
-    return value
-
-
-def asint(value, argname, low):
-    """``value`` as a Python int >= ``low``; bools and floats are refused (TypeError), smaller ints raise ValueError."""
-    form = 'a positive int' if low == 1 else f'an int >= {low}'
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f'{argname} must be {form}, got {type(value).__name__} {value!r}')
-    if value < low:
-        raise ValueError(f'{argname} must be {form}, got {value!r}')
-    return int(value)
-
-
-def _shapeof(value):
-    try:
-        return tuple(np.shape(value))
-    except (TypeError, ValueError):  # ragged nested lists
-        return f'a ragged {type(value).__name__}'
 
 
 def _astensor(value, argname, dtype):
@@ -74,12 +29,21 @@ def _formatlabels(values):
     return [int(v) if float(v).is_integer() else v for v in values]
 
 
-def aspoints(point_coords, point_labels, device, names=('point_coords', 'point_labels')):
-    """Return ``(coords (N, P, 2) float32, labels (N, P) int32)`` or None when no points are given.
+def aspoints(point_coords: Optional[ArrayLike], point_labels: Optional[ArrayLike], device: Union[str, torch.device],
+             names: Sequence[str] = ('point_coords', 'point_labels')) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """Check and convert points and their labels.
 
-    Accepts coords (P, 2) with labels (P,), or coords (N, P, 2) with labels (N, P) (or (P,) when N = 1),
-    as numpy arrays, tensors or lists; labels must be in {-1, 0, 1, 2, 3} and coordinates finite.
-    ``names``: the two arguments' names in error messages.
+    Args:
+        point_coords: coords (P, 2) with labels (P,), or coords (N, P, 2) with labels (N, P) (or (P,) when N = 1),
+            as numpy arrays, tensors or lists; (x, y), finite. None with ``point_labels`` None for no points.
+        point_labels: labels in {-1, 0, 1, 2, 3}.
+        device: where the tensors go.
+        names: the two arguments' names in error messages.
+    Returns:
+        ``(coords (N, P, 2) float32, labels (N, P) int32)`` on ``device``, or None when no points are given.
+    Raises:
+        ValueError: one given without the other, bad shapes, NaN/inf coordinates, labels outside the set.
+        TypeError: non-numeric values.
     """
     coords_name, labels_name = names
     if point_coords is None and point_labels is None:
@@ -106,23 +70,45 @@ def aspoints(point_coords, point_labels, device, names=('point_coords', 'point_l
     return coords.to(device), labels.to(device=device, dtype=torch.int32)
 
 
-def asboxes(box, device, name='box'):
-    """Return (N, 4) float32 xyxy boxes, or None. Accepts (4,) or (N, 4) with x2 >= x1 and y2 >= y1."""
+def asboxes(box: Optional[ArrayLike], device: Union[str, torch.device], name: str = 'box') -> Optional[torch.Tensor]:
+    """Check and convert boxes.
+
+    Args:
+        box: (4,) or (N, 4) xyxy with x2 >= x1 and y2 >= y1 (array, tensor or list), or None.
+        device: where the tensor goes.
+        name: the argument's name in error messages.
+    Returns:
+        (N, 4) float32 xyxy boxes on ``device``, or None.
+    Raises:
+        ValueError: another shape, NaN/inf, or a flipped box; TypeError: non-numeric values.
+    """
     if box is None:
         return None
     boxes = _astensor(box, name, torch.float32)
     if boxes.ndim == 1:
         boxes = boxes[None]
     if boxes.ndim != 2 or boxes.shape[-1] != 4 or boxes.shape[0] == 0:
-        raise ValueError(f'{name} must be xyxy with shape (4,) or (N, 4), got shape {_shapeof(box)}')
+        raise ValueError(f'{name} must be xyxy with shape (4,) or (N, 4), got shape {shapeof(box)}')
     flipped = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
     if flipped.any():
         raise ValueError(f'{name} must be x1, y1, x2, y2 with x2 >= x1 and y2 >= y1, got {boxes[flipped][0].tolist()}')
     return boxes.to(device)
 
 
-def asmaskinput(mask_input, size, device, name='mask_input'):
-    """Return (N, 1, h, w) float32 low-res mask logits, or None. Accepts (h, w), (1, h, w) or (N, 1, h, w)."""
+def asmaskinput(mask_input: Optional[ArrayLike], size: Sequence[int], device: Union[str, torch.device],
+                name: str = 'mask_input') -> Optional[torch.Tensor]:
+    """Check and convert low-res mask logits.
+
+    Args:
+        mask_input: (h, w), (1, h, w) or (N, 1, h, w) logits (array, tensor or list), or None.
+        size: the (h, w) they must have (the prompt encoder's mask input size).
+        device: where the tensor goes.
+        name: the argument's name in error messages.
+    Returns:
+        (N, 1, h, w) float32 low-res mask logits on ``device``, or None.
+    Raises:
+        ValueError: another shape or NaN/inf; TypeError: non-numeric values.
+    """
     if mask_input is None:
         return None
     masks = _astensor(mask_input, name, torch.float32)
@@ -130,5 +116,5 @@ def asmaskinput(mask_input, size, device, name='mask_input'):
         masks = masks[None]
     if masks.ndim != 4 or masks.shape[0] == 0 or masks.shape[1] != 1 or tuple(masks.shape[-2:]) != tuple(size):
         raise ValueError(f'{name} must be low-res logits of shape (1, {size[0]}, {size[1]}) or '
-                         f'(N, 1, {size[0]}, {size[1]}) (the third output of predict), got {_shapeof(mask_input)}')
+                         f'(N, 1, {size[0]}, {size[1]}) (the third output of predict), got {shapeof(mask_input)}')
     return masks.to(device)

@@ -4,6 +4,7 @@ The model sees a ``resolution`` x ``resolution`` image (aspect ratio not kept); 
 coordinates are (x, y) pixels, scaled by the same factors.
 """
 import warnings
+from typing import Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -23,20 +24,28 @@ _DTYPE_HINTS = {'f': '(image * 255).round().clip(0, 255).astype(np.uint8) for va
                 'u': '(image // 257).astype(np.uint8) for 16-bit values', 'b': 'image.astype(np.uint8) * 255'}
 
 
-def asrgbimage(image, argname='image'):
+def asrgbimage(image: Union[np.ndarray, Image.Image], argname: str = 'image') -> np.ndarray:
     """Return ``image`` as an (H, W, 3) uint8 RGB numpy array (possibly a view of the input).
 
-    Accepts an (H, W, 3) uint8 numpy array (any strides) or an 8-bit PIL image. Grayscale (H, W) or
-    (H, W, 1) arrays and PIL modes '1'/'L' are repeated to three channels, and RGBA arrays and PIL
-    images with alpha lose it, each with a UserWarning; other 8-bit PIL modes are converted to RGB.
-    Raises TypeError for other types, dtypes and 16/32-bit or float PIL modes, and ValueError for
-    other shapes (channel-first ones included) and empty images. Nothing is modified.
+    Grayscale (H, W) or (H, W, 1) arrays and PIL modes '1'/'L' are repeated to three channels, and RGBA arrays and
+    PIL images with alpha lose it, each with a UserWarning; other 8-bit PIL modes are converted to RGB. Nothing is
+    modified.
+
+    Args:
+        image: an (H, W, 3) uint8 numpy array (any strides) or an 8-bit PIL image.
+        argname: the argument's name in error messages.
+    Returns:
+        (H, W, 3) uint8 RGB numpy array.
+    Raises:
+        TypeError: other types, dtypes and 16/32-bit or float PIL modes.
+        ValueError: other shapes (channel-first ones included) and empty images.
     """
     if isinstance(image, Image.Image):
         image = _piltoarray(image, argname)
     elif not isinstance(image, np.ndarray):
         if isinstance(image, torch.Tensor):
-            raise TypeError(f'{argname} must be an (H, W, 3) uint8 RGB numpy array or a PIL image, got a torch.Tensor of '
+            raise TypeError(f'{argname} must be an (H, W, 3) uint8 RGB numpy array or a PIL image, got a '
+                            'torch.Tensor of '
                             f'shape {tuple(image.shape)}: pass a HWC uint8 numpy array, e.g. '
                             'tensor.permute(1, 2, 0).cpu().numpy() for a (3, H, W) uint8 tensor')
         hint = ': read the file first, e.g. np.asarray(PIL.Image.open(path).convert("RGB"))' \
@@ -48,7 +57,8 @@ def asrgbimage(image, argname='image'):
         raise TypeError(f'{argname} must have dtype uint8 (pixel values 0..255), got {image.dtype}: convert it first, '
                         f'e.g. {hint}')
     if image.ndim not in (2, 3):
-        raise ValueError(f'{argname} must be an (H, W, 3) RGB array in HWC order, got {image.ndim}-D shape {image.shape}')
+        raise ValueError(f'{argname} must be an (H, W, 3) RGB array in HWC order, got {image.ndim}-D shape '
+                         f'{image.shape}')
     if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[2] not in (1, 3, 4):
         raise ValueError(f'{argname} must be an (H, W, 3) RGB array in HWC order, got shape {image.shape}, which looks '
                          f'channel-first (C, H, W): transpose it, e.g. {argname}.transpose(1, 2, 0)')
@@ -70,27 +80,39 @@ def _piltoarray(image, argname):
     """An 8-bit PIL image -> (H, W, C) uint8 numpy array, C = 3 (grayscale and alpha are warned about here)."""
     mode = image.mode
     if mode.split(';')[0] in _WIDE_PIL_MODES:
-        raise TypeError(f'{argname} must be an 8-bit PIL image (mode RGB, L, P, RGBA, ...), got mode {mode!r} (16/32-bit '
+        raise TypeError(f'{argname} must be an 8-bit PIL image (mode RGB, L, P, RGBA, ...), got mode {mode!r} '
+                        '(16/32-bit '
                         'or float pixels would be clipped): convert it to uint8 0..255 first')
     if image.width == 0 or image.height == 0:
         raise ValueError(f'{argname} is empty: expected an image with H, W >= 1, got a PIL image of size '
                          f'{image.width} x {image.height}')
     if mode in _ALPHA_PIL_MODES or (mode == 'P' and 'transparency' in image.info):
-        warnings.warn(f'{argname} is a PIL image of mode {mode!r}: converting it to RGB and dropping alpha', stacklevel=4)
+        warnings.warn(f'{argname} is a PIL image of mode {mode!r}: converting it to RGB and dropping alpha',
+                      stacklevel=4)
     elif mode in ('1', 'L'):
-        warnings.warn(f'{argname} is a grayscale PIL image (mode {mode!r}): repeating it to 3 RGB channels', stacklevel=4)
+        warnings.warn(f'{argname} is a grayscale PIL image (mode {mode!r}): repeating it to 3 RGB channels',
+                      stacklevel=4)
     try:
         return np.asarray(image.convert('RGB'))
     except (ValueError, OSError) as err:
         raise TypeError(f'{argname} is a PIL image of mode {mode!r}, which cannot be converted to RGB: {err}') from err
 
 
-def fillholes(mask_logits, threshold, max_hole_area=0, max_sprinkle_area=0):
+def fillholes(mask_logits: torch.Tensor, threshold: float, max_hole_area: float = 0,
+              max_sprinkle_area: float = 0) -> torch.Tensor:
     """Fill background holes and remove foreground sprinkles of at most the given areas (pixels).
 
-    ``mask_logits``: (N, M, H, W) float. A hole (8-connected background region) is set to
-    ``threshold + 10``, a sprinkle (8-connected foreground region) to ``threshold - 10``.
-    Uses OpenCV connected components on the CPU, so no compiled extension is needed.
+    A hole (8-connected background region) is set to ``threshold + 10``, a sprinkle (8-connected foreground
+    region) to ``threshold - 10``; both are judged on the original mask. Uses OpenCV connected components on the
+    CPU, so no compiled extension is needed.
+
+    Args:
+        mask_logits: (N, M, H, W) float logits.
+        threshold: the mask threshold (foreground is above it).
+        max_hole_area: largest hole filled, in pixels (<= 0: none).
+        max_sprinkle_area: largest sprinkle removed, in pixels (<= 0: none).
+    Returns:
+        (N, M, H, W) logits on the input's device (the input itself when both areas are <= 0).
     """
     if max_hole_area <= 0 and max_sprinkle_area <= 0:
         return mask_logits
@@ -100,9 +122,16 @@ def fillholes(mask_logits, threshold, max_hole_area=0, max_sprinkle_area=0):
     return torch.where(smallregions(fg, max_sprinkle_area), threshold - 10.0, out)
 
 
-def smallregions(regions, max_area):
-    """(..., H, W) bool -> same-shape bool map of the 8-connected components of each (H, W) map with at most
-    ``max_area`` pixels (all False when ``max_area`` <= 0). OpenCV on the CPU; the result is on ``regions``' device."""
+def smallregions(regions: torch.Tensor, max_area: float) -> torch.Tensor:
+    """The small 8-connected components of each (H, W) map. OpenCV on the CPU.
+
+    Args:
+        regions: (..., H, W) bool tensor.
+        max_area: the largest component kept, in pixels.
+    Returns:
+        Same-shape bool map of the components with at most ``max_area`` pixels (all False when ``max_area`` <= 0),
+        on ``regions``' device.
+    """
     small = np.zeros(regions.shape, dtype=bool)
     if max_area > 0:
         maps = regions.cpu().numpy()
@@ -120,16 +149,30 @@ def _smallcomponents(region, max_area):
 
 
 class SAMV2Transforms:
-    """Resize + normalize images to the model's input and map prompts and masks between frames."""
+    """Resize + normalize images to the model's input and map prompts and masks between frames.
 
-    def __init__(self, resolution, mask_threshold=0.0, max_hole_area=0.0, max_sprinkle_area=0.0):
+    Args:
+        resolution: S, the side of the model's square input.
+        mask_threshold: the mask threshold :meth:`postprocessmasks` fills holes and removes sprinkles at.
+        max_hole_area, max_sprinkle_area: pixels of the low-res masks (see :func:`fillholes`).
+    """
+
+    def __init__(self, resolution: int, mask_threshold: float = 0.0, max_hole_area: float = 0.0,
+                 max_sprinkle_area: float = 0.0) -> None:
         self.resolution = resolution
         self.mask_threshold = mask_threshold
         self.max_hole_area = max_hole_area
         self.max_sprinkle_area = max_sprinkle_area
 
-    def toinput(self, image, device='cpu'):
-        """(H, W, 3) uint8 RGB array -> (3, S, S) float32 normalized tensor (S = resolution)."""
+    def toinput(self, image: np.ndarray, device: Union[str, torch.device] = 'cpu') -> torch.Tensor:
+        """An image as the model's input.
+
+        Args:
+            image: (H, W, 3) uint8 RGB array.
+            device: where the tensor goes.
+        Returns:
+            (3, S, S) float32 tensor (S = resolution), resized with antialiasing and ImageNet-normalized.
+        """
         planes = np.ascontiguousarray(image.transpose(2, 0, 1))
         if not planes.flags.writeable:
             planes = planes.copy()  # torch.from_numpy warns on read-only arrays (e.g. from PIL)
@@ -138,11 +181,17 @@ class SAMV2Transforms:
         tensor = TF.resize(tensor, [self.resolution, self.resolution], antialias=True)
         return TF.normalize(tensor, IMAGENET_MEAN, IMAGENET_STD)
 
-    def transformcoords(self, coords, normalize=True, orig_hw=None):
-        """(..., 2) (x, y) coordinates -> pixels of the S x S input.
+    def transformcoords(self, coords: torch.Tensor, normalize: bool = True,
+                        orig_hw: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """(x, y) coordinates -> pixels of the S x S input.
 
-        With ``normalize`` the coordinates are pixels of the original (H, W) image; otherwise they
-        are already in [0, 1] relative to the image.
+        Args:
+            coords: (..., 2) float (x, y) coordinates (not modified).
+            normalize: the coordinates are pixels of the original (H, W) image; otherwise they are already in
+                [0, 1] relative to the image.
+            orig_hw: the original (H, W), needed with ``normalize``.
+        Returns:
+            (..., 2) float (x, y) pixels of the S x S input.
         """
         if normalize:
             height, width = orig_hw
@@ -151,11 +200,28 @@ class SAMV2Transforms:
             coords[..., 1] = coords[..., 1] / height
         return coords * self.resolution
 
-    def transformboxes(self, boxes, normalize=True, orig_hw=None):
-        """(N, 4) xyxy boxes -> (N, 2, 2) corner points in the S x S input."""
+    def transformboxes(self, boxes: torch.Tensor, normalize: bool = True,
+                       orig_hw: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """Boxes -> corner points in the S x S input.
+
+        Args:
+            boxes: (N, 4) float xyxy boxes, pixels of the original image (or [0, 1] without ``normalize``).
+            normalize, orig_hw: as for :meth:`transformcoords`.
+        Returns:
+            (N, 2, 2) float corner points ((x1, y1), (x2, y2)) in pixels of the S x S input.
+        """
         return self.transformcoords(boxes.reshape(-1, 2, 2), normalize, orig_hw)
 
-    def postprocessmasks(self, masks, orig_hw):
-        """(N, M, h, w) low-resolution logits -> (N, M, H, W) logits at the original image size."""
+    def postprocessmasks(self, masks: torch.Tensor, orig_hw: Sequence[int]) -> torch.Tensor:
+        """Low-resolution logits -> logits at the original image size.
+
+        Holes and sprinkles are handled first (see :func:`fillholes`), then the logits are upsampled bilinearly.
+
+        Args:
+            masks: (N, M, h, w) low-resolution logits (any float dtype).
+            orig_hw: the original image's (H, W).
+        Returns:
+            (N, M, H, W) float32 logits at the original image size.
+        """
         masks = fillholes(masks.float(), self.mask_threshold, self.max_hole_area, self.max_sprinkle_area)
         return F.interpolate(masks, orig_hw, mode='bilinear', align_corners=False)

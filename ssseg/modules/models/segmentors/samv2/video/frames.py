@@ -12,42 +12,42 @@ Meta's loader. JPEG files are decoded with PIL for that reason (PIL ignores EXIF
 
 Frames are decoded on demand and kept in a small LRU cache of ``cachesize`` frames (the normalized
 tensor and the original RGB frame), so memory does not grow with the video's length.
-
-Video files are read forward with one open capture: sequential access never seeks; a jump of up to
-``FORWARD_GRAB_LIMIT`` frames ahead is skipped by grabbing, a longer jump or any step backwards seeks
-(``CAP_PROP_POS_FRAMES``: OpenCV decodes from the previous keyframe). A backward miss decodes the
-block of ``cachesize`` frames that ends at the requested one in a single forward pass, so reverse
-propagation costs one seek per ``cachesize`` frames. When a seek does not land on the asked frame,
-the capture is reopened and read from the start (exact, but O(frame index)).
-The header's ``CAP_PROP_FRAME_COUNT`` is trusted only when frame ``count - 1`` decodes and nothing
-follows it; otherwise the frames are counted by grabbing the whole file once when it is opened.
+How each kind of source is read is in :mod:`.sources`.
 """
 import os
 import threading
 import weakref
-from collections import Counter, OrderedDict
+from collections import OrderedDict
+from typing import Optional, Sequence, Union
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .transforms import IMAGENET_MEAN, IMAGENET_STD
+from ssseg.modules.models.segmentors.samv2.predictors.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-JPEG_EXTENSIONS = ('.jpg', '.jpeg')
-FORWARD_GRAB_LIMIT = 32
-_EXPECTED = ('a folder of JPEG frames named by frame number (e.g. 00000.jpg), a video file OpenCV can decode '
-             '(e.g. .mp4, .avi), or a list of (H, W, 3) uint8 RGB numpy frames (or one (T, H, W, 3) uint8 array)')
+from .sources import VideoFile, opensource
 
 
 class FrameIndexError(IndexError, ValueError):
     """A frame index outside [0, num_frames - 1]: a ValueError, and an IndexError for code written before."""
 
 
-def checkframeindex(frame_idx, num_frames, argname='frame_idx'):
-    """``frame_idx`` as an int in [0, num_frames - 1]; TypeError for a non-int (bool included), FrameIndexError
-    (an IndexError and a ValueError) naming ``argname``, the valid range and the value otherwise."""
+def checkframeindex(frame_idx: int, num_frames: int, argname: str = 'frame_idx') -> int:
+    """``frame_idx`` as an int in [0, num_frames - 1].
+
+    Args:
+        frame_idx: a frame index, a Python or numpy int (bool refused).
+        num_frames: the video's frame count.
+        argname: the argument's name in error messages.
+    Returns:
+        ``frame_idx`` as a Python int.
+    Raises:
+        TypeError: a non-int (bool included).
+        FrameIndexError: (an IndexError and a ValueError) an index outside the range, naming ``argname``, the valid
+            range and the value.
+    """
     if isinstance(frame_idx, (bool, np.bool_)) or not isinstance(frame_idx, (int, np.integer)):
         raise TypeError(f'{argname} must be an int in [0, {num_frames - 1}], got {type(frame_idx).__name__} '
                         f'{frame_idx!r}')
@@ -55,196 +55,6 @@ def checkframeindex(frame_idx, num_frames, argname='frame_idx'):
         raise FrameIndexError(f'{argname} must be in [0, {num_frames - 1}] (the video has {num_frames} frames), '
                               f'got {int(frame_idx)}')
     return int(frame_idx)
-
-
-def _listing(names, limit=5):
-    """A short printable list of file names for error messages."""
-    names = sorted(names)
-    more = f' and {len(names) - limit} more' if len(names) > limit else ''
-    return f'{names[:limit]}{more}'
-
-
-class _JPEGFolder:
-    """Frames stored as ``<number>.jpg`` files in one folder, decoded with PIL."""
-
-    def __init__(self, folder):
-        try:
-            names = sorted(os.listdir(folder))
-        except OSError as err:  # no read permission, a folder removed meanwhile, an I/O error
-            raise ValueError(f'video_path {folder!r} is a folder that could not be listed '
-                             f'({type(err).__name__}: {err.strerror or err}); video_path must be {_EXPECTED}') from err
-        jpegs = [n for n in names if os.path.splitext(n)[1].lower() in JPEG_EXTENSIONS]
-        if not jpegs:
-            found = 'it holds no files' if not names else f'it holds only {_listing(names)}'
-            raise ValueError(f'video_path must be {_EXPECTED}; the folder {folder!r} has no .jpg/.jpeg frames: {found}')
-        stems = {n: os.path.splitext(n)[0] for n in jpegs}
-        bad = [n for n, s in stems.items() if not (s.isascii() and s.isdigit())]
-        if bad:
-            raise ValueError(f'video_path {folder!r}: JPEG frames must be named by frame number (e.g. 00000.jpg, '
-                             f'7.jpeg) so they can be ordered; these names are not numbers: {_listing(bad)}')
-        numbers = Counter(int(s) for s in stems.values())
-        clashes = [n for n, s in stems.items() if numbers[int(s)] > 1]
-        if clashes:
-            raise ValueError(f'video_path {folder!r}: several JPEG files have the same frame number, so their order '
-                             f'is ambiguous: {_listing(clashes)}')
-        self.paths = [os.path.join(folder, n) for n in sorted(jpegs, key=lambda n: int(stems[n]))]
-
-    def __len__(self):
-        return len(self.paths)
-
-    def describe(self, idx):
-        return f'JPEG frame {self.paths[idx]!r}'
-
-    def read(self, idx):
-        """(H, W, 3) uint8 RGB of frame ``idx``."""
-        try:
-            with Image.open(self.paths[idx]) as img:
-                return np.asarray(img.convert('RGB'))
-        except (OSError, SyntaxError, ValueError) as err:  # PIL reports corrupt and truncated files as these
-            raise ValueError(f'video_path: {self.describe(idx)} (frame_idx {idx}) could not be decoded: {err}') from err
-
-    def close(self):
-        pass
-
-
-class _ArrayFrames:
-    """Frames given as a list of (H, W, 3) uint8 RGB numpy arrays of one size (or one (T, H, W, 3) array)."""
-
-    def __init__(self, frames):
-        if isinstance(frames, np.ndarray):
-            if frames.dtype != np.uint8:
-                raise TypeError(f'video_path as an array must have dtype uint8 (pixel values 0..255), '
-                                f'got {frames.dtype}')
-            if frames.ndim != 4 or frames.shape[3] != 3:
-                what = ' (one frame: pass a list of frames)' if frames.ndim == 3 else ''
-                raise ValueError(f'video_path as an array must be (T, H, W, 3) RGB frames, got shape {frames.shape}'
-                                 f'{what}')
-        if len(frames) == 0:
-            raise ValueError(f'video_path must be {_EXPECTED}; got an empty {type(frames).__name__}')
-        size = None
-        for i, frame in enumerate(frames):
-            if not isinstance(frame, np.ndarray):
-                raise TypeError(f'video_path[{i}] must be an (H, W, 3) uint8 RGB numpy array, '
-                                f'got {type(frame).__name__}')
-            if frame.dtype != np.uint8:
-                raise TypeError(f'video_path[{i}] must have dtype uint8 (pixel values 0..255), got {frame.dtype}')
-            if frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
-                raise ValueError(f'video_path[{i}] must be an (H, W, 3) RGB frame, got shape {frame.shape}')
-            if size is not None and frame.shape != size:
-                raise ValueError(f'video_path frames must all have one size: video_path[0] is {size}, '
-                                 f'video_path[{i}] is {frame.shape}')
-            size = frame.shape
-        self.frames = list(frames)
-
-    def __len__(self):
-        return len(self.frames)
-
-    def describe(self, idx):
-        return f'video_path[{idx}]'
-
-    def read(self, idx):
-        return self.frames[idx]
-
-    def close(self):
-        pass
-
-
-class _VideoFile:
-    """Frames of a video file decoded with one OpenCV capture, read forward; see the module docstring."""
-
-    def __init__(self, path):
-        self.path = path
-        self.cap = None
-        try:  # OpenCV reports an unreadable file only as "not opened": find the reason first
-            with open(path, 'rb'):
-                pass
-        except OSError as err:
-            raise ValueError(f'video_path {path!r} could not be read ({type(err).__name__}: {err.strerror or err}); '
-                             f'video_path must be {_EXPECTED}') from err
-        self._reopen()
-        self.numframes = self._countframes()
-        if self.numframes == 0:
-            self.close()
-            raise ValueError(f'video_path {path!r}: OpenCV (cv2.VideoCapture) opened the file but decoded no frame; '
-                             f'video_path must be {_EXPECTED}')
-
-    def __len__(self):
-        return self.numframes
-
-    def describe(self, idx):
-        return f'frame {idx} of video {self.path!r}'
-
-    def _reopen(self):
-        if self.cap is not None:
-            self.cap.release()
-        self.cap = cv2.VideoCapture(self.path)
-        self.pos = 0  # index of the frame the next read returns
-        if not self.cap.isOpened():
-            raise ValueError(f'video_path {self.path!r} could not be opened by OpenCV (cv2.VideoCapture): not a '
-                             f'readable video; video_path must be {_EXPECTED}')
-
-    def _countframes(self):
-        claimed = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        # the header is right when its last frame decodes and is the last one
-        if claimed > 0 and self._trysettle(claimed - 1) and self.cap.grab() and not self.cap.grab():
-            self._reopen()
-            return claimed
-        self._reopen()
-        count = 0
-        while self.cap.grab():
-            count += 1
-        self._reopen()
-        return count
-
-    def _trysettle(self, idx):
-        """Seek so that the next read returns frame ``idx``; False when OpenCV cannot land exactly there."""
-        if not self.cap.set(cv2.CAP_PROP_POS_FRAMES, idx):
-            return False
-        if round(self.cap.get(cv2.CAP_PROP_POS_FRAMES)) != idx:
-            return False
-        self.pos = idx
-        return True
-
-    def _skipto(self, idx):
-        while self.pos < idx:
-            if not self.cap.grab():
-                raise ValueError(f'video_path: OpenCV could not decode {self.describe(self.pos)} '
-                                 f'(the file holds {self.numframes} frames)')
-            self.pos += 1
-
-    def read(self, idx):
-        """(H, W, 3) uint8 RGB of frame ``idx``, seeking only for a backward step or a long jump."""
-        if idx < self.pos or idx - self.pos > FORWARD_GRAB_LIMIT:
-            if idx == 0 or not self._trysettle(idx):
-                self._reopen()  # exact fallback: read from the first frame
-        self._skipto(idx)
-        ok, bgr = self.cap.read()
-        if not ok:
-            raise ValueError(f'video_path: OpenCV could not decode {self.describe(idx)} '
-                             f'(the file holds {self.numframes} frames)')
-        self.pos = idx + 1
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-    def close(self):
-        if self.cap is not None:
-            self.cap.release()
-            self.cap = None
-
-
-def _opensource(video_path):
-    if isinstance(video_path, (list, tuple, np.ndarray)):
-        return _ArrayFrames(video_path)
-    if not isinstance(video_path, (str, os.PathLike)):
-        raise TypeError(f'video_path must be {_EXPECTED}; got {type(video_path).__name__}')
-    path = os.fspath(video_path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f'video_path {path!r} does not exist; video_path must be {_EXPECTED}')
-    if os.path.isdir(path):
-        return _JPEGFolder(path)
-    if os.path.splitext(path)[1].lower() in JPEG_EXTENSIONS:
-        raise ValueError(f'video_path {path!r} is a single JPEG image; video_path must be {_EXPECTED} '
-                         '(put the frames in a folder and pass the folder)')
-    return _VideoFile(path)
 
 
 class _PrefetchState:
@@ -277,23 +87,33 @@ def _prefetchloop(ref, state):
 class VideoFrames:
     """The frames of one video as SAMV2 inputs, decoded lazily with a bounded cache.
 
-    ``video_path``: a JPEG folder, a video file or a list/tuple of RGB frames (see the module docstring).
-    Errors name ``video_path``: FileNotFoundError for a missing path, TypeError for a wrong type or dtype,
-    ValueError for an empty, unlistable or unreadable source, bad frame names or frame shapes.
-    ``imagesize``: the model's input side S. ``frames[i]`` -> float32 (3, S, S) tensor on ``device``
-    (a copy, free to modify); ``rgbframe(i)`` -> the original (H, W, 3) uint8 RGB frame (a copy).
-    ``len(frames)`` is the frame count, ``video_height`` / ``video_width`` the original frame size.
+    ``frames[i]`` -> float32 (3, S, S) tensor on ``device`` (a copy, free to modify); ``rgbframe(i)`` -> the
+    original (H, W, 3) uint8 RGB frame (a copy). ``len(frames)`` is the frame count, ``video_height`` /
+    ``video_width`` the original frame size. Frame 0 is decoded on construction (most prompts start there, and it
+    proves the source decodes).
 
-    ``offload_video_to_cpu``: cached tensors stay on the CPU and are moved to ``device`` on access;
-    otherwise they are cached on ``device`` (at most ``cachesize`` of them). ``async_loading_frames``:
-    a background thread decodes up to ``cachesize - 1`` frames ahead of the last access, in its
-    direction (forward or backward); the tensors are the same as without it. ``device`` defaults to
-    the CPU. ``cachesize`` (>= 1) bounds the frames held; ``preload()`` lifts it to the whole video.
-    Frame 0 is decoded on construction (most prompts start there, and it proves the source decodes).
+    Args:
+        video_path: a JPEG folder, a video file or a list/tuple of (H, W, 3) uint8 RGB frames (see the module
+            docstring).
+        imagesize: the model's input side S, a positive int.
+        offload_video_to_cpu: cached tensors stay on the CPU and are moved to ``device`` on access; otherwise
+            they are cached on ``device`` (at most ``cachesize`` of them).
+        async_loading_frames: a background thread decodes up to ``cachesize - 1`` frames ahead of the last
+            access, in its direction (forward or backward); the tensors are the same as without it.
+        device: where the tensors are returned; defaults to the CPU.
+        cachesize: (>= 1) bounds the frames held; ``preload()`` lifts it to the whole video.
+        imgmean, imgstd: the three RGB channel means and stds of the normalization (of [0, 1] values).
+    Raises:
+        FileNotFoundError: a missing path. Errors about the source name ``video_path``.
+        TypeError: a wrong type or dtype of ``video_path``; an ``imagesize`` or ``cachesize`` that is not an int.
+        ValueError: an empty, unlistable or unreadable source, bad frame names or frame shapes; ``imagesize`` or
+            ``cachesize`` < 1; a ``device`` torch cannot parse.
     """
 
-    def __init__(self, video_path, imagesize, offload_video_to_cpu=False, async_loading_frames=False, device=None,
-                 cachesize=4, imgmean=IMAGENET_MEAN, imgstd=IMAGENET_STD):
+    def __init__(self, video_path: Union[str, os.PathLike, Sequence, np.ndarray], imagesize: int,
+                 offload_video_to_cpu: bool = False, async_loading_frames: bool = False,
+                 device: Optional[Union[str, int, torch.device]] = None, cachesize: int = 4,
+                 imgmean: Sequence[float] = IMAGENET_MEAN, imgstd: Sequence[float] = IMAGENET_STD) -> None:
         for name, value in (('imagesize', imagesize), ('cachesize', cachesize)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f'{name} must be a positive int, got {type(value).__name__} {value!r}')
@@ -319,7 +139,7 @@ class VideoFrames:
         self._state = _PrefetchState()
         self._failed = set()  # frames the background loader could not decode: left to the caller to raise
         self._thread = None
-        self._source = _opensource(video_path)
+        self._source = opensource(video_path)
         try:
             first = self._load(0)[1]
         except Exception:
@@ -335,7 +155,7 @@ class VideoFrames:
     def __len__(self):
         return len(self._source)
 
-    def __getitem__(self, frame_idx):
+    def __getitem__(self, frame_idx: int) -> torch.Tensor:
         """float32 (3, imagesize, imagesize) normalized input of frame ``frame_idx``, on ``device``.
 
         FrameIndexError (an IndexError and a ValueError) outside [0, len - 1]; TypeError for a non-int."""
@@ -344,25 +164,47 @@ class VideoFrames:
         self._notify(idx)
         return tensor.to(self.device, copy=True)
 
-    def rgbframe(self, frame_idx):
-        """(video_height, video_width, 3) uint8 RGB frame ``frame_idx`` at its original resolution."""
+    def rgbframe(self, frame_idx: int) -> np.ndarray:
+        """The original frame ``frame_idx``.
+
+        Args:
+            frame_idx: an int in [0, len - 1].
+        Returns:
+            (video_height, video_width, 3) uint8 RGB frame at its original resolution (a copy).
+        Raises:
+            TypeError: a non-int; FrameIndexError (an IndexError and a ValueError): an index outside [0, len - 1].
+        """
         return self._entry(self._checkindex(frame_idx))[1].copy()
 
     @property
-    def cachedindices(self):
-        """Frame indices held decoded now, least recently used first."""
+    def cachedindices(self) -> tuple:
+        """Frame indices held decoded now.
+
+        Returns:
+            A tuple of ints, least recently used first.
+        """
         with self._cachelock:
             return tuple(self._cache)
 
-    def preload(self, progress=True):
-        """Decode every frame once, in order, and keep them all (memory: len x 3 x S x S x 4 bytes + RGB)."""
+    def preload(self, progress: bool = True) -> 'VideoFrames':
+        """Decode every frame once, in order, and keep them all (memory: len x 3 x S x S x 4 bytes + RGB).
+
+        Args:
+            progress: show a progress bar.
+        Returns:
+            This VideoFrames.
+        """
         self.cachesize = max(self.cachesize, len(self))
         for idx in tqdm(range(len(self)), desc='frame loading', disable=not progress):
             self._entry(idx)
         return self
 
-    def close(self):
-        """Stop the background loader and release the video file; cached frames stay readable."""
+    def close(self) -> None:
+        """Stop the background loader and release the video file; cached frames stay readable.
+
+        Returns:
+            None.
+        """
         with self._state.cond:
             self._state.closed = True
             self._state.cond.notify_all()
@@ -403,10 +245,10 @@ class VideoFrames:
                 if idx in self._cache:  # the other thread decoded it while this one waited
                     self._cache.move_to_end(idx)
                     return self._cache[idx]
-            if self._state.closed and isinstance(self._source, _VideoFile):
+            if self._state.closed and isinstance(self._source, VideoFile):
                 raise RuntimeError(f'frame_idx {idx} is not cached and this VideoFrames is closed')
             start = idx
-            if isinstance(self._source, _VideoFile) and idx < self._source.pos:
+            if isinstance(self._source, VideoFile) and idx < self._source.pos:
                 start = max(0, idx - self.cachesize + 1)  # one seek serves the next cachesize - 1 backward steps
             for k in range(start, idx + 1):
                 entry = self._decode(k)
