@@ -3,7 +3,9 @@ import os
 import pytest
 import torch
 
-from oraclecheckpoints import CHECKPOINT_NAMES, writecheckpoint
+from ssseg.modules.utils import maskchunks
+
+from helpers import CHECKPOINT_NAMES, writerandomcheckpoint
 
 
 def pytest_configure(config):
@@ -22,7 +24,7 @@ def makeckpt(checkpointdir):
     def make(name):
         path = os.path.join(checkpointdir, 'hub', 'checkpoints', CHECKPOINT_NAMES[name])
         if not os.path.isfile(path):
-            writecheckpoint(name, path, seed=sorted(CHECKPOINT_NAMES).index(name))
+            writerandomcheckpoint(name, path, seed=sorted(CHECKPOINT_NAMES).index(name))
         return path
     return make
 
@@ -42,3 +44,13 @@ def onethread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=['cpu', 'tinychunks', 'acceleratorpath'])
+def chunking(request, monkeypatch):
+    """Run chunked helpers as they are, with chunks of a single mask, and down the (whole-batch, torch) GPU path."""
+    if request.param == 'tinychunks':
+        monkeypatch.setattr(maskchunks, 'CHUNK_PIXELS', 1)
+    elif request.param == 'acceleratorpath':
+        monkeypatch.setattr(maskchunks, 'oncpupath', lambda tensor: False)
+    return request.param

@@ -17,12 +17,12 @@ from pycocotools.coco import COCO
 
 from ssseg.inference import main
 from ssseg.modules.utils.configs import loadsegmentorcfg
-from testimages import syntheticimage
-from tinyconfig import writetinyckpt
+
+from helpers import syntheticimage, writetinyckpt
 
 pytestmark = pytest.mark.usefixtures('onethread')
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 H, W = 96, 128
 FRAMES = 5
 # random weights score low: keep every candidate so that every image has masks
@@ -330,7 +330,8 @@ def _checkvideo(out, obj_ids, indexed=False):
 
 def test_video_jpeg_folder_two_objects(tiny, videos, tmp_path, capsys):
     status, err = _run(capsys, 'video', *tiny['args'], '--video', videos['jpegs'], '--frame', '0', '--obj', '1',
-                       '--point', '30,40', '--point', '5,5,0', '--obj', '2', '--box', '60,20,110,80', '--outdir', tmp_path)
+                       '--point', '30,40', '--point', '5,5,0', '--obj', '2', '--box', '60,20,110,80',
+                       '--outdir', tmp_path)
     assert status == 0, err
     summary = _checkvideo(tmp_path, [1, 2])
     assert summary['prompts'] == [
@@ -481,8 +482,8 @@ def test_python_m_and_console_script(tiny, photos, tmp_path):
 
 
 def test_inference_script(tiny, videos, tmp_path):
-    result = _subprocess(['bash', 'scripts/inference.sh', 'video', *tiny['args'], '--video', videos['jpegs'], '--obj', '1',
-                          '--point', '30,40', '--outdir', os.fspath(tmp_path)])
+    result = _subprocess(['bash', 'scripts/inference.sh', 'video', *tiny['args'], '--video', videos['jpegs'],
+                          '--obj', '1', '--point', '30,40', '--outdir', os.fspath(tmp_path)])
     assert result.returncode == 0, result.stderr
     _checkvideo(tmp_path, [1])
 
@@ -549,8 +550,8 @@ MORE_ERROR_CASES = {
          ['--cfg', 'syntax.py', 'SyntaxError']),
         ('cfg raises', '--cfg {x}/raising.py --ckpt {ckpt} --device cpu --image {photos}/a.jpg --point 1,1',
          ['--cfg', 'raising.py', 'RuntimeError: config boom']),
-        ('cfg without SEGMENTOR_CFG', '--cfg {x}/nocfg.py --ckpt {ckpt} --device cpu --image {photos}/a.jpg --point 1,1',
-         ['--cfg', 'nocfg.py', 'SEGMENTOR_CFG']),
+        ('cfg without SEGMENTOR_CFG', '--cfg {x}/nocfg.py --ckpt {ckpt} --device cpu --image {photos}/a.jpg '
+         '--point 1,1', ['--cfg', 'nocfg.py', 'SEGMENTOR_CFG']),
         ('cfg SEGMENTOR_CFG not a dict', '--cfg {x}/notadict.py --ckpt {ckpt} --device cpu --image {photos}/a.jpg '
          '--point 1,1', ['--cfg', 'notadict.py', 'must be a dict', 'list']),
         ('cfg not a py file', '--cfg {tmp}/text.jpg --ckpt {ckpt} --device cpu --image {photos}/a.jpg --point 1,1',
@@ -576,8 +577,10 @@ MORE_ERROR_CASES = {
     'video': [
         ('frame 1e400', '{common} --video {jpegs} --frame 1e400 --obj 1 --point 1,1', ['--frame', '1e400']),
         ('obj 1e400', '{common} --video {jpegs} --obj 1e400 --point 1,1', ['--obj', '1e400']),
-        ('obj too large', '{common} --video {jpegs} --obj 2147483648 --point 1,1', ['--obj', '2147483647', '2147483648']),
-        ('huge obj in prompts file', '{common} --video {jpegs} --prompts {x}/hugeobj.json', ['--prompts', 'obj', '0..']),
+        ('obj too large', '{common} --video {jpegs} --obj 2147483648 --point 1,1',
+         ['--obj', '2147483647', '2147483648']),
+        ('huge obj in prompts file', '{common} --video {jpegs} --prompts {x}/hugeobj.json',
+         ['--prompts', 'obj', '0..']),
         ('video cfg syntax error', '--cfg {x}/syntax.py --ckpt {ckpt} --device cpu --video {jpegs} --obj 1 --point 1,1',
          ['--cfg', 'syntax.py', 'SyntaxError']),
         ('video ckpt of another size', '--cfg {cfg} --ckpt {x}/othersize.pth --device cpu --video {jpegs} --obj 1 '
@@ -657,6 +660,7 @@ def test_outdir_without_write_permission(tiny, photos, tmp_path, monkeypatch, ca
     real = os.access
     monkeypatch.setattr(cli.os, 'access', lambda path, mode: False if os.fspath(path) == locked else real(path, mode))
     outdir = os.path.join(locked, 'new', 'out')
-    status, err = _run(capsys, 'image', *tiny['args'], '--image', photos / 'a.jpg', '--point', '1,1', '--outdir', outdir)
+    status, err = _run(capsys, 'image', *tiny['args'], '--image', photos / 'a.jpg', '--point', '1,1',
+                       '--outdir', outdir)
     assert status == 2 and len(err) == 1 and '--outdir' in err[0] and 'no permission' in err[0], err
     assert os.listdir(locked) == []

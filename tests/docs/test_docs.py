@@ -15,6 +15,7 @@ import ast
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -22,9 +23,9 @@ import textwrap
 import cv2
 import pytest
 
-from testimages import syntheticimage
+from helpers import syntheticimage
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAGE = os.path.join(REPO, 'docs', 'modelzoo', 'samv2', 'README.md')
 OUTPUT_SUFFIXES = ('.png', '.json', '.mp4')
 NUM_FRAMES = 4
@@ -36,7 +37,8 @@ SUBSTITUTIONS = (
     (r'use_default_samv21?_(?:t|s|bplus|l)=True', 'use_default_samv21_t=True', 'every model becomes the tiny one'),
     (r"'samv21?_hiera_(?:tiny|small|baseplus|large)'", "'samv21_hiera_tiny'", 'config names too'),
     (r'sam2(?:\.1)?_hiera_(?:tiny|small|base_plus|large)\.pt', 'sam2.1_hiera_tiny.pt', 'and checkpoint files'),
-    (r'points_per_side=(?:32|64)\b', 'points_per_side=4', 'the grids: 32 x 32 and 64 x 64 clicks take minutes on a CPU'),
+    (r'points_per_side=(?:32|64)\b', 'points_per_side=4',
+     'the grids: 32 x 32 and 64 x 64 clicks take minutes on a CPU'),
     (r'pred_iou_thresh=0\.7\b', 'pred_iou_thresh=0.0', 'random weights reach no IoU threshold'),
     (r'stability_score_thresh=0\.92\b', 'stability_score_thresh=0.0', 'nor a stability threshold: keep masks to save'),
     (r'ann_frame_idx = 150\b', f'ann_frame_idx = {NUM_FRAMES - 1}', 'the correction frame, inside the short clip'),
@@ -161,13 +163,10 @@ def test_page_blocks_parse_and_substitutions_match():
     assert len(named) >= 10, f'the blocks should save what they show, found only {named}'
 
 
-def test_page_blocks_run_in_order(tmp_path, makeckpt, torchhome):
-    makeckpt('samv21_hiera_tiny')  # TORCH_HOME/hub/checkpoints/sam2.1_hiera_tiny.pt, what every block loads
-    workdir = tmp_path / 'run'
-    workdir.mkdir()
-    _writedata(str(workdir))
-    blocks = [{'line': line, 'code': code, 'outputs': _outputnames(code)}
-              for line, code in _substitute(_pageblocks())]
+def _runblocks(blocks, workdir, tmp_path, torchhome):
+    """Run ``[(line, code)]`` in order in one namespace in a subprocess in ``workdir``; each must write the files
+    it names."""
+    blocks = [{'line': line, 'code': code, 'outputs': _outputnames(code)} for line, code in blocks]
     blocksfile = tmp_path / 'blocks.json'
     blocksfile.write_text(json.dumps(blocks), encoding='utf-8')
     driver = tmp_path / 'driver.py'
@@ -176,10 +175,34 @@ def test_page_blocks_run_in_order(tmp_path, makeckpt, torchhome):
                PYTHONPATH=os.pathsep.join([REPO] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
     result = subprocess.run([sys.executable, str(driver), str(blocksfile)], cwd=str(workdir), env=env,
                             capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, (f'{PAGE}: a python block failed\n--- stdout\n{result.stdout}\n'
+    assert result.returncode == 0, (f'a python block failed\n--- stdout\n{result.stdout}\n'
                                     f'--- stderr (last 6000 characters)\n{result.stderr[-6000:]}')
     ran = [line for line in result.stdout.splitlines() if line.startswith('ok block ')]
     assert len(ran) == len(blocks), result.stdout
+
+
+def test_page_blocks_run_in_order(tmp_path, makeckpt, torchhome):
+    makeckpt('samv21_hiera_tiny')  # TORCH_HOME/hub/checkpoints/sam2.1_hiera_tiny.pt, what every block loads
+    workdir = tmp_path / 'run'
+    workdir.mkdir()
+    _writedata(str(workdir))
+    _runblocks(_substitute(_pageblocks()), workdir, tmp_path, torchhome)
+
+
+def test_readme_and_getting_started_blocks_run(tmp_path, makeckpt, torchhome):
+    """The README's and the getting-started page's Python blocks, as written, on a synthetic truck.jpg and a
+    random checkpoint at the paths they name (the torch.hub cache, and sam2.1_hiera_tiny.pt beside them)."""
+    ckpt = makeckpt('samv21_hiera_tiny')
+    workdir = tmp_path / 'run'
+    workdir.mkdir()
+    assert cv2.imwrite(str(workdir / 'truck.jpg'), syntheticimage(*IMAGES[0][1:], seed=1)[..., ::-1])
+    shutil.copy(ckpt, workdir / 'sam2.1_hiera_tiny.pt')
+    blocks = []
+    for page in (os.path.join(REPO, 'README.md'), os.path.join(REPO, 'docs', 'getting_started.md')):
+        with open(page, encoding='utf-8') as file:
+            blocks += _pythonblocks(file.read())
+    assert len(blocks) >= 4, f'expected the README and getting-started examples, found {len(blocks)} python blocks'
+    _runblocks(blocks, workdir, tmp_path, torchhome)
 
 
 def test_reliability_table_names_existing_tests():
@@ -188,7 +211,7 @@ def test_reliability_table_names_existing_tests():
     cited, missing = 0, []
     for cell in re.findall(r'tests/[^|]*', text):
         current = None
-        for ref in re.findall(r'(tests/\w+\.py)?::(\w+)', cell):
+        for ref in re.findall(r'(tests/[\w/]+\.py)?::(\w+)', cell):
             current = ref[0] or current
             source = open(os.path.join(REPO, current), encoding='utf-8').read()
             cited += 1

@@ -1,12 +1,15 @@
-"""Tests for the Hiera trunk, the FPN neck and the SAM 2 image encoder: parity with Meta's modules, shapes, bad arguments."""
+"""Tests for the Hiera trunk, the FPN neck and the SAM 2 image encoder: parity with Meta's modules, shapes,
+bad arguments."""
 
 import pytest
 import torch
 
-from ssseg.modules.models.backbones import BuildBackbone
 from ssseg.modules.models.backbones.hiera import Hiera
 from ssseg.modules.models.backbones.imageencoder import FpnNeck, SAMV2ImageEncoder
-from parityhelpers import assertclose as _assertclose, perturbed
+from ssseg.modules.models.registries import BuildBackbone
+
+from helpers import assertclose as _assertclose
+from helpers import perturbed
 
 
 def _perturbed(module, seed):
@@ -29,13 +32,15 @@ def _channels(embed_dim, num_stages=4):
 def _pair(trunk_cfg, neck_cfg, scalp, seed):
     """Meta's ImageEncoder(Hiera, FpnNeck(PositionEmbeddingSine)) with perturbed weights, and ours loaded from it."""
     from sam2.modeling.backbones.hieradet import Hiera as MetaHiera
-    from sam2.modeling.backbones.image_encoder import FpnNeck as MetaFpnNeck, ImageEncoder as MetaImageEncoder
+    from sam2.modeling.backbones.image_encoder import FpnNeck as MetaFpnNeck
+    from sam2.modeling.backbones.image_encoder import ImageEncoder as MetaImageEncoder
     from sam2.modeling.position_encoding import PositionEmbeddingSine as MetaPositionEmbeddingSine
     channels = _channels(trunk_cfg['embed_dim'])
     torch.manual_seed(0)
     meta = MetaImageEncoder(
         trunk=MetaHiera(**trunk_cfg),
-        neck=MetaFpnNeck(position_encoding=MetaPositionEmbeddingSine(**POSENC), backbone_channel_list=channels, **neck_cfg),
+        neck=MetaFpnNeck(position_encoding=MetaPositionEmbeddingSine(**POSENC), backbone_channel_list=channels,
+                         **neck_cfg),
         scalp=scalp,
     )
     meta = _perturbed(meta, seed)

@@ -3,9 +3,11 @@ repeated image, object scores), shapes, bad arguments."""
 import pytest
 import torch
 
-from ssseg.modules.models.bricks import BuildHead
-from ssseg.modules.models.segmentors.samv2.maskdecoder import MaskDecoder
-from parityhelpers import assertclose as _assertclose, perturbed
+from ssseg.modules.models.registries import BuildHead
+from ssseg.modules.models.segmentors.samv2.model.maskdecoder import MaskDecoder
+
+from helpers import assertclose as _assertclose
+from helpers import perturbed
 
 DIM, SIZE, PROMPTS, TOKENS = 256, 16, 3, 4
 TRANSFORMER = dict(depth=2, embedding_dim=DIM, num_heads=8, mlp_dim=2048)
@@ -194,7 +196,7 @@ def test_bad_arguments(kwargs, match):
 def test_decodeconfident_keeps_exactly_the_confident_masks(multimask, repeat_image):
     """Only masks with IoU above the bar are decoded, equal to forward's, with their (prompt, output) index,
     also across chunks of prompts."""
-    from ssseg.modules.models.segmentors.samv2 import maskdecoder
+    from ssseg.modules.models.segmentors.samv2.model import maskdecoder
     _, ours = _pair('sam2.1')
     inputs = _inputs(repeat_image, ours.use_high_res_features)
     ours.dynamic_multimask_via_stability = False

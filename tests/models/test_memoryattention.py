@@ -2,14 +2,16 @@
 import pytest
 import torch
 
-from ssseg.modules.models.bricks import BuildTransformer
-from ssseg.modules.models.segmentors.samv2.memoryattention import (
-    MemoryAttention, MemoryAttentionLayer, RoPEAttention, applyaxialrope, axialropetables,
-)
-from ssseg.modules.models.segmentors.samv2.transformer import Attention
-from parityhelpers import assertclose as _assertclose, perturbed
+from ssseg.modules.models.bricks.attention import Attention
+from ssseg.modules.models.bricks.rope import RoPEAttention, applyaxialrope, axialropetables
+from ssseg.modules.models.registries import BuildTransformer, BuildTransformerLayer
+from ssseg.modules.models.segmentors.samv2.model.memoryattention import MemoryAttention, MemoryAttentionLayer
 
-ROPE = dict(type='RoPEAttention', rope_theta=10000.0, feat_sizes=[64, 64], embedding_dim=256, num_heads=1, downsample_rate=1, dropout=0.1)
+from helpers import assertclose as _assertclose
+from helpers import perturbed
+
+ROPE = dict(type='RoPEAttention', rope_theta=10000.0, feat_sizes=[64, 64], embedding_dim=256, num_heads=1,
+            downsample_rate=1, dropout=0.1)
 LAYER = dict(
     type='MemoryAttentionLayer', activation='relu', dim_feedforward=2048, dropout=0.1, pos_enc_at_attn=False,
     self_attention=ROPE, d_model=256, pos_enc_at_cross_attn_keys=True, pos_enc_at_cross_attn_queries=False,
@@ -20,11 +22,13 @@ CFG = dict(type='MemoryAttention', d_model=256, pos_enc_at_input=True, layer=LAY
 
 def _metamemoryattention():
     """Meta's module built like sam2.1_hiera_t.yaml builds it."""
-    from sam2.modeling.memory_attention import MemoryAttention as MetaMA, MemoryAttentionLayer as MetaLayer
+    from sam2.modeling.memory_attention import MemoryAttention as MetaMA
+    from sam2.modeling.memory_attention import MemoryAttentionLayer as MetaLayer
     from sam2.modeling.sam.transformer import RoPEAttention as MetaRoPE
     rope = {k: v for k, v in ROPE.items() if k != 'type'}
     layer = {k: v for k, v in LAYER.items() if k not in ('type', 'self_attention', 'cross_attention')}
-    layer = MetaLayer(self_attention=MetaRoPE(**rope), cross_attention=MetaRoPE(**rope, rope_k_repeat=True, kv_in_dim=64), **layer)
+    layer = MetaLayer(self_attention=MetaRoPE(**rope),
+                      cross_attention=MetaRoPE(**rope, rope_k_repeat=True, kv_in_dim=64), **layer)
     return MetaMA(d_model=256, pos_enc_at_input=True, layer=layer, num_layers=4)
 
 
@@ -153,9 +157,9 @@ def test_layer_and_stack_errors():
                  dim_feedforward=64, dropout=0.0, pos_enc_at_attn=True, pos_enc_at_cross_attn_keys=True,
                  pos_enc_at_cross_attn_queries=True, self_attention=small)
     with pytest.raises(ValueError, match='self_attention'):
-        BuildTransformer(dict(layer, self_attention=dict(small, embedding_dim=16)))
+        BuildTransformerLayer(dict(layer, self_attention=dict(small, embedding_dim=16)))
     with pytest.raises(ValueError, match='dropout'):
-        BuildTransformer(dict(layer, dropout=1.0))
+        BuildTransformerLayer(dict(layer, dropout=1.0))
     with pytest.raises(ValueError, match='num_layers'):
         MemoryAttention(d_model=32, pos_enc_at_input=True, layer=layer, num_layers=0)
     model = MemoryAttention(d_model=32, pos_enc_at_input=True, layer=layer, num_layers=2).eval()

@@ -2,9 +2,11 @@
 import pytest
 import torch
 
-from ssseg.modules.models.bricks import BuildHead
-from ssseg.modules.models.segmentors.samv2.memoryencoder import CXBlock, Fuser, MaskDownSampler, MemoryEncoder
-from parityhelpers import assertclose as _assertclose, perturbed
+from ssseg.modules.models.registries import BuildHead
+from ssseg.modules.models.segmentors.samv2.model.memoryencoder import CXBlock, Fuser, MaskDownSampler, MemoryEncoder
+
+from helpers import assertclose as _assertclose
+from helpers import perturbed
 
 
 def _perturbed(module, seed):
@@ -110,7 +112,8 @@ def test_cxblock_drop_path_only_in_training():
 
 
 def test_fuser_with_input_projection_matches_meta():
-    from sam2.modeling.memory_encoder import CXBlock as MetaCXBlock, Fuser as MetaFuser
+    from sam2.modeling.memory_encoder import CXBlock as MetaCXBlock
+    from sam2.modeling.memory_encoder import Fuser as MetaFuser
     meta = MetaFuser(MetaCXBlock(16), num_layers=3, dim=16, input_projection=True)
     ours = Fuser(dict(type='CXBlock', dim=16), num_layers=3, dim=16, input_projection=True)
     meta, ours = _loaded(meta, ours)

@@ -2,9 +2,11 @@
 import pytest
 import torch
 
-from ssseg.modules.models.bricks import BuildHead
-from ssseg.modules.models.segmentors.samv2.promptencoder import PromptEncoder
-from parityhelpers import assertclose as _assertclose, perturbed
+from ssseg.modules.models.registries import BuildHead
+from ssseg.modules.models.segmentors.samv2.model.promptencoder import PromptEncoder
+
+from helpers import assertclose as _assertclose
+from helpers import perturbed
 
 
 def _perturbed(module, seed):

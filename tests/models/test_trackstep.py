@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from tinyconfig import tinycfg
 from ssseg.modules import BuildSegmentor
-from ssseg.modules.models.segmentors.samv2.trackstep import _closestcondframes
+from ssseg.modules.models.segmentors.samv2.model.memorybank import _closestcondframes
+
+from helpers import tinycfg
 
 SIZE = 128  # tiny model: image 128, features 32 channels at 8 x 8, memories 16 channels
 
@@ -148,17 +149,17 @@ def test_encodenewmemory(model):
     assert torch.equal(binarized, saturated)
 
 
-def test_applynonoverlapconstraints(model):
+def test_applynonoverlappingconstraints(model):
     single = torch.randn(1, 1, 4, 4)
-    assert model.applynonoverlapconstraints(single) is single
+    assert model.applynonoverlappingconstraints(single) is single
     masks = torch.tensor([[3.0, -20.0, 1.0], [5.0, -30.0, 1.0], [-1.0, -25.0, 0.5]]).view(3, 1, 1, 3)
-    result = model.applynonoverlapconstraints(masks).view(3, 3)
+    result = model.applynonoverlappingconstraints(masks).view(3, 3)
     # column 0: object 1 wins; column 1: object 0 wins and the losers are already below -10;
     # column 2: a tie goes to the first object
     expected = torch.tensor([[-10.0, -20.0, 1.0], [5.0, -30.0, -10.0], [-10.0, -25.0, -10.0]])
     assert torch.equal(result, expected)
     with pytest.raises(ValueError, match=r'pred_masks must be \(B, 1, H, W\)'):
-        model.applynonoverlapconstraints(torch.zeros(2, 4, 4))
+        model.applynonoverlappingconstraints(torch.zeros(2, 4, 4))
 
 
 def _markeddict(model, cond, non_cond):

@@ -2,9 +2,12 @@
 import pytest
 import torch
 
-from ssseg.modules.models.bricks import BuildTransformer
-from ssseg.modules.models.segmentors.samv2.transformer import Attention, TwoWayTransformer
-from parityhelpers import assertclose as _assertclose, perturbed
+from ssseg.modules.models.bricks.attention import Attention
+from ssseg.modules.models.registries import BuildTransformer
+from ssseg.modules.models.segmentors.samv2.model.twowaytransformer import TwoWayTransformer
+
+from helpers import assertclose as _assertclose
+from helpers import perturbed
 
 CFG = dict(depth=2, embedding_dim=256, num_heads=8, mlp_dim=2048, attention_downsample_rate=2)
 

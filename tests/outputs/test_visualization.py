@@ -10,7 +10,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from ssseg.modules.models.segmentors.samv2 import visualization as vis
+from ssseg.modules.models.segmentors.samv2.outputs import visualization as vis
+from ssseg.modules.utils import fileio
 
 H, W = 24, 32
 
@@ -150,7 +151,7 @@ def test_saveoverlay_writes_png_atomically(tmp_path, monkeypatch):
 
     def failingreplace(src, dst):
         raise OSError('disk full')
-    monkeypatch.setattr(vis.os, 'replace', failingreplace)
+    monkeypatch.setattr(fileio.os, 'replace', failingreplace)
     with pytest.raises(OSError):
         vis.saveoverlay(image, masks, path)
     assert path.read_bytes() == old and os.listdir(path.parent) == ['overlay.png']
@@ -178,7 +179,7 @@ def test_saveoverlay_writes_png_atomically(tmp_path, monkeypatch):
     (lambda: vis.showanns({'segmentation': 1}), TypeError, 'anns must be a list'),
     (lambda: vis.showanns([{'area': 3}], ax=_ax()), ValueError, "'segmentation' and 'area'"),
     (lambda: vis.showanns([{'segmentation': {'size': [2, 2], 'counts': [1, 2]}, 'area': 1}], ax=_ax()),
-     ValueError, 'sum to h*w=4'),
+     ValueError, 'summing to h * w = 4'),
     (lambda: vis.showanns([{'segmentation': {'counts': [4]}, 'area': 1}], ax=_ax()), ValueError, "'size'"),
     (lambda: vis.showanns(_anns([np.ones((4, 4), bool), np.ones((5, 4), bool)]), ax=_ax()), ValueError,
      'like the others'),

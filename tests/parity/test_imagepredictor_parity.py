@@ -3,13 +3,14 @@ import numpy as np
 import pytest
 import torch
 
-from oraclecheckpoints import buildoraclemodel
-from testimages import syntheticimage
 from ssseg.modules.models.segmentors.samv2 import SAMV2ImagePredictor
 from ssseg.modules.utils.configs import loadsegmentorcfg
 
+from helpers import buildoraclemodel, syntheticimage
+
 FAST_MODELS = ['samv21_hiera_tiny', 'samv2_hiera_tiny', 'samv21_hiera_small']
-SLOW_MODELS = ['samv2_hiera_small', 'samv21_hiera_baseplus', 'samv2_hiera_baseplus', 'samv21_hiera_large', 'samv2_hiera_large']
+SLOW_MODELS = ['samv2_hiera_small', 'samv21_hiera_baseplus', 'samv2_hiera_baseplus', 'samv21_hiera_large',
+               'samv2_hiera_large']
 MODELS = FAST_MODELS + [pytest.param(name, marks=pytest.mark.slow) for name in SLOW_MODELS]
 HEIGHT, WIDTH = 480, 640
 
@@ -68,7 +69,8 @@ def test_image_embedding_and_high_res_features(predictors):
 
 
 def test_one_point_multimask(predictors):
-    ours, theirs = both(predictors, point_coords=np.array([[320, 200]]), point_labels=np.array([1]), multimask_output=True)
+    ours, theirs = both(predictors, point_coords=np.array([[320, 200]]), point_labels=np.array([1]),
+                        multimask_output=True)
     assert ours[0].shape == (3, HEIGHT, WIDTH) and ours[1].shape == (3,) and ours[2].shape == (3, 256, 256)
     assertsameoutputs(ours, theirs, 'one point')
 
@@ -122,25 +124,20 @@ def test_normalized_coordinates(predictors):
 
 
 def test_image_batch(predictors):
+    """Last in this file, so the predictors' single image is not set again (a test after it would get NoImageError)."""
     ours, theirs = predictors
     images = [syntheticimage(HEIGHT, WIDTH, seed=2), syntheticimage(360, 500, seed=3)]
     with torch.no_grad():
         ours.setimagebatch(images)
         theirs.set_image_batch(images)
-    try:
-        boxes = [np.array([[50, 50, 300, 300], [200, 100, 600, 400]]), np.array([[20, 30, 250, 200]])]
-        mine, official = ours.predictbatch(box_batch=boxes, multimask_output=False), theirs.predict_batch(
-            box_batch=boxes, multimask_output=False)
-        for i in range(2):
-            assertsameoutputs([m[i] for m in mine], [o[i] for o in official], f'batch boxes image {i}')
-        points = [np.array([[[100, 100]], [[400, 300]]]), np.array([[[200, 150]], [[50, 300]]])]
-        labels = [np.array([[1], [1]]), np.array([[1], [0]])]
-        mine = ours.predictbatch(points, labels, multimask_output=True)
-        official = theirs.predict_batch(points, labels, multimask_output=True)
-        for i in range(2):
-            assertsameoutputs([m[i] for m in mine], [o[i] for o in official], f'batch points image {i}')
-    finally:
-        image = syntheticimage(HEIGHT, WIDTH, seed=1)
-        with torch.no_grad():
-            ours.setimage(image)
-            theirs.set_image(image)
+    boxes = [np.array([[50, 50, 300, 300], [200, 100, 600, 400]]), np.array([[20, 30, 250, 200]])]
+    mine, official = ours.predictbatch(box_batch=boxes, multimask_output=False), theirs.predict_batch(
+        box_batch=boxes, multimask_output=False)
+    for i in range(2):
+        assertsameoutputs([m[i] for m in mine], [o[i] for o in official], f'batch boxes image {i}')
+    points = [np.array([[[100, 100]], [[400, 300]]]), np.array([[[200, 150]], [[50, 300]]])]
+    labels = [np.array([[1], [1]]), np.array([[1], [0]])]
+    mine = ours.predictbatch(points, labels, multimask_output=True)
+    official = theirs.predict_batch(points, labels, multimask_output=True)
+    for i in range(2):
+        assertsameoutputs([m[i] for m in mine], [o[i] for o in official], f'batch points image {i}')

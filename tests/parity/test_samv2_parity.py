@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from oraclecheckpoints import buildoraclemodel
-from parityhelpers import assertclose
-from ssseg.modules.models.segmentors.samv2.modelchoice import buildsamv2
+from ssseg.modules.models.segmentors.samv2.predictors.modelchoice import buildsamv2
 from ssseg.modules.utils.configs import loadsegmentorcfg
+
+from helpers import assertclose, buildoraclemodel
 
 NAME = 'samv21_hiera_tiny'
 

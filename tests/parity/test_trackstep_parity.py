@@ -12,10 +12,10 @@ import contextlib
 import pytest
 import torch
 
-from oraclecheckpoints import buildoraclemodel, writecheckpoint
-from parityhelpers import temporaryattributes, assertclose
-from ssseg.modules.models.segmentors.samv2.modelchoice import buildsamv2
+from ssseg.modules.models.segmentors.samv2.predictors.modelchoice import buildsamv2
 from ssseg.modules.utils.configs import loadsegmentorcfg
+
+from helpers import assertclose, buildoraclemodel, temporaryattributes, writerandomcheckpoint
 
 NAMES = ['samv21_hiera_tiny', 'samv2_hiera_tiny']
 SIZE = 128
@@ -278,9 +278,10 @@ def test_encodenewmemory_and_nonoverlap(models):
     masks = torch.randn(3, 1, SIZE, SIZE, generator=generator) * 10
     scores = torch.tensor([[2.0], [-1.0], [0.5]])
     with torch.no_grad():
-        _check('nonoverlap', ours.applynonoverlapconstraints(masks), theirs._apply_non_overlapping_constraints(masks))
+        _check('nonoverlap', ours.applynonoverlappingconstraints(masks),
+               theirs._apply_non_overlapping_constraints(masks))
         single = masks[:1]
-        assert ours.applynonoverlapconstraints(single) is single
+        assert ours.applynonoverlappingconstraints(single) is single
         for non_overlap in (False, True):
             for from_points in (False, True):
                 with temporaryattributes(models, non_overlap_masks_for_mem_enc=non_overlap):
@@ -315,7 +316,7 @@ def test_trackstep_no_mem_token_and_unsplit_pointers(tmp_path):
     """The initial frame goes through memory attention with the no-memory token; pointers stay one token."""
     name = 'samv21_hiera_tiny'
     ckpt = tmp_path / 'wide.pt'
-    writecheckpoint(name, ckpt, seed=7, hydra_overrides_extra=[f'++model.image_size={SIZE}', *WIDE_OVERRIDES])
+    writerandomcheckpoint(name, ckpt, seed=7, hydra_overrides_extra=[f'++model.image_size={SIZE}', *WIDE_OVERRIDES])
     pair = _buildpair(name, str(ckpt), SIZE, cfgedit=_widememories, overrides=WIDE_OVERRIDES)
     assert pair[0].mem_dim == pair[0].hidden_dim == 256
     tracker = _Tracker(pair, batch_size=2, num_frames=4)

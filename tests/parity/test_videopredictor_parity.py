@@ -20,11 +20,10 @@ import numpy as np
 import pytest
 import torch
 
-from oraclecheckpoints import ORACLE_CONFIGS
-from parityhelpers import temporaryattributes, assertclose
-from testimages import syntheticimage
 from ssseg.modules.models.segmentors.samv2 import SAMV2VideoPredictor
 from ssseg.modules.utils.configs import loadsegmentorcfg
+
+from helpers import ORACLE_CONFIGS, assertclose, temporaryattributes, writeclip
 
 NAME = 'samv21_hiera_tiny'
 SIZE = 128
@@ -43,19 +42,6 @@ def reporterrors():
     yield
     print('\nvideo predictor parity, max error / max(1, scale):', {k: f'{v:.2e}' for k, v in sorted(MAXERR.items())},
           'min binary agreement:', {k: f'{v:.5f}' for k, v in sorted(MINAGREE.items())})
-
-
-def writeclip(folder, num_frames=NUM_FRAMES, height=H, width=W):
-    """JPEG frames: a textured background, a red disc moving right, a green block moving down."""
-    folder.mkdir(parents=True, exist_ok=True)
-    background = syntheticimage(height, width, seed=7)
-    yy, xx = np.mgrid[0:height, 0:width]
-    for t in range(num_frames):
-        frame = background.copy()
-        frame[(yy - 50) ** 2 + (xx - (30 + 6 * t)) ** 2 < 18 ** 2] = (220, 40, 40)
-        frame[60 + 3 * t:95 + 3 * t, 100:140] = (40, 200, 60)
-        cv2.imwrite(str(folder / f'{t:05d}.jpg'), np.ascontiguousarray(frame[..., ::-1]))
-    return str(folder)
 
 
 def buildpair(makeckpt, name=NAME, size=SIZE, apply_postprocessing=True):
@@ -217,7 +203,7 @@ def test_non_overlap_masks(pair, clip, monkeypatch):
     different winner must be such a tie, and the logits the constraint starts from are compared everywhere.
     """
     raw = ([], [])
-    for model, name, store in ((pair[0].model, 'applynonoverlapconstraints', raw[0]),
+    for model, name, store in ((pair[0].model, 'applynonoverlappingconstraints', raw[0]),
                                (pair[1], '_apply_non_overlapping_constraints', raw[1])):
         original = getattr(model, name)
         monkeypatch.setattr(model, name, lambda masks, original=original, store=store: store.append(masks) or

@@ -2,52 +2,17 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
-from ssseg.modules.models.segmentors.samv2 import amg
+from ssseg.modules.models.segmentors.samv2.predictors import amg
 
-SIZES = [(37, 53), (53, 37), (1, 1), (1, 9), (9, 1), (2, 2), (64, 48)]
+from helpers import MASK_SIZES as SIZES
+from helpers import edgecasemasks, smoothmasks
 
 
 @pytest.fixture(scope='module')
 def meta():
     from sam2.utils import amg as meta_amg
     return meta_amg
-
-
-@pytest.fixture(params=['cpu', 'tinychunks', 'acceleratorpath'])
-def chunking(request, monkeypatch):
-    """Run chunked helpers as they are, with chunks of a single mask, and down the (whole-batch, torch) GPU path."""
-    if request.param == 'tinychunks':
-        monkeypatch.setattr(amg, '_CPU_CHUNK_PIXELS', 1)
-    elif request.param == 'acceleratorpath':
-        monkeypatch.setattr(amg, '_CPU_PATH', False)
-    return request.param
-
-
-def smoothmasks(n, h, w, seed, threshold=0.0):
-    """(n, h, w) bool blobs, plus (n, h, w) float logits they come from."""
-    generator = torch.Generator().manual_seed(seed)
-    coarse = torch.randn(n, 1, max(2, h // 8), max(2, w // 8), generator=generator) * 4
-    logits = F.interpolate(coarse, (h, w), mode='bilinear', align_corners=False)[:, 0].contiguous()
-    return logits > threshold, logits
-
-
-def edgecasemasks(h, w, seed=0):
-    """Empty, full, single pixels at the four corners and centre, border lines, random noise, smooth blobs."""
-    masks = [torch.zeros(h, w, dtype=torch.bool), torch.ones(h, w, dtype=torch.bool)]
-    for y, x in [(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1), (h // 2, w // 2)]:
-        single = torch.zeros(h, w, dtype=torch.bool)
-        single[y, x] = True
-        masks += [single, ~single]
-    for line in [(slice(None), 0), (slice(None), w - 1), (0, slice(None)), (h - 1, slice(None))]:
-        border = torch.zeros(h, w, dtype=torch.bool)
-        border[line] = True
-        masks.append(border)
-    generator = torch.Generator().manual_seed(seed)
-    masks += list(torch.rand(4, h, w, generator=generator) > 0.5)
-    masks += list(smoothmasks(4, h, w, seed)[0])
-    return torch.stack(masks)
 
 
 @pytest.mark.parametrize('n', range(1, 33))
@@ -151,59 +116,6 @@ def test_stabilityscore(meta, chunking, threshold, offset):
     grouped = amg.stabilityscore(logits[:8].reshape(2, 4, 37, 53), threshold, offset)
     assert grouped.shape == (2, 4) and torch.equal(grouped.nan_to_num(), theirs[:8].reshape(2, 4).nan_to_num())
     assert amg.stabilityscore(logits[:0], threshold, offset).shape == (0,)
-
-
-@pytest.mark.parametrize('size', SIZES + [(120, 80)])
-def test_masktorle(meta, chunking, size):
-    masks = edgecasemasks(*size, seed=3)
-    ours, theirs = amg.masktorle(masks), meta.mask_to_rle_pytorch(masks)
-    assert ours == theirs
-    for rle, mask in zip(ours, masks):
-        assert all(type(c) is int for c in rle['counts'])
-        decoded = amg.rletomask(rle)
-        assert decoded.dtype == bool and np.array_equal(decoded, mask.numpy())
-        assert np.array_equal(decoded, meta.rle_to_mask(rle))
-        assert amg.areafromrle(rle) == meta.area_from_rle(rle) == int(mask.sum())
-        assert amg.cocoencoderle(rle) == meta.coco_encode_rle(rle)
-
-
-def test_masktorle_degenerate(meta):
-    none = torch.zeros(0, 4, 5, dtype=torch.bool)
-    assert amg.masktorle(none) == meta.mask_to_rle_pytorch(none) == []
-    assert amg.masktorle(torch.zeros(2, 0, 5, dtype=torch.bool)) == [{'size': [0, 5], 'counts': [0]}] * 2
-    with pytest.raises(ValueError, match='bool'):
-        amg.masktorle(torch.zeros(2, 4, 5, dtype=torch.uint8))
-    with pytest.raises(ValueError, match='3-D'):
-        amg.masktorle(torch.zeros(4, 5, dtype=torch.bool))
-
-
-def test_rletomask_badcounts():
-    with pytest.raises(ValueError, match='summing to h \\* w = 6'):
-        amg.rletomask({'size': [2, 3], 'counts': [1, 2]})
-    with pytest.raises(ValueError, match='non-negative'):
-        amg.rletomask({'size': [2, 3], 'counts': [8, -2]})
-
-
-@pytest.mark.parametrize('mode', ['holes', 'islands'])
-@pytest.mark.parametrize('area', [0, 1, 3, 25, 400, 10 ** 6])
-def test_removesmallregions(meta, mode, area):
-    generator = torch.Generator().manual_seed(4)
-    cases = list(edgecasemasks(37, 53).numpy())
-    cases += list((torch.rand(3, 37, 53, generator=generator) > 0.8).numpy())  # many specks: all islands small
-    for mask in cases:
-        ours, theirs = amg.removesmallregions(mask, area, mode), meta.remove_small_regions(mask, area, mode)
-        assert ours[1] == theirs[1] and ours[0].dtype == bool and np.array_equal(ours[0], theirs[0])
-    # Fortran-ordered masks (as rletomask returns) give the same answer
-    fortran = np.asfortranarray(cases[-1])
-    expected = meta.remove_small_regions(cases[-1], area, mode)[0]
-    assert np.array_equal(amg.removesmallregions(fortran, area, mode)[0], expected)
-
-
-def test_removesmallregions_badinputs():
-    with pytest.raises(ValueError, match="'holes' or 'islands'"):
-        amg.removesmallregions(np.zeros((4, 4), bool), 3, 'specks')
-    with pytest.raises(ValueError, match='bool numpy'):
-        amg.removesmallregions(np.zeros((4, 4), np.uint8), 3, 'holes')
 
 
 def test_maskrecords(meta):

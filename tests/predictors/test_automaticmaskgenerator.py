@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from testimages import syntheticimage
-from tinyconfig import writetinyckpt
 from ssseg.modules.models.segmentors.samv2 import SAMV2AutomaticMaskGenerator
 from ssseg.modules.utils.maskio import recordstolabelmap, savecocojson, savelabelmap
+
+from helpers import syntheticimage, writetinyckpt
 
 IMAGE = syntheticimage(60, 80, seed=3)
 ALL = dict(pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
@@ -23,7 +23,8 @@ def test_records_have_the_documented_fields(cfg):
     records = SAMV2AutomaticMaskGenerator(samv2_cfg=cfg, device='cpu', points_per_side=4, **ALL).generate(IMAGE)
     assert len(records) == 4 * 4 * 3
     for record in records:
-        assert set(record) == {'segmentation', 'area', 'bbox', 'predicted_iou', 'point_coords', 'stability_score', 'crop_box'}
+        assert set(record) == {'segmentation', 'area', 'bbox', 'predicted_iou', 'point_coords', 'stability_score',
+                               'crop_box'}
         assert record['segmentation'].shape == (60, 80) and record['segmentation'].dtype == bool
         assert record['area'] == int(record['segmentation'].sum())
         assert len(record['bbox']) == 4 and record['crop_box'] == [0, 0, 80, 60]
@@ -79,7 +80,8 @@ def test_progress_bar_is_switchable(cfg, capsys):
     (dict(points_per_side=None), 'exactly one of points_per_side'),
     (dict(output_mode='png'), "output_mode must be one of .*'png'"),
     (dict(points_per_side=0), 'points_per_side must be a positive int'),
-    (dict(points_per_side=None, point_grids=[np.zeros((4, 3))]), r'point_grids\[0\] must be a non-empty \(K, 2\) array'),
+    (dict(points_per_side=None, point_grids=[np.zeros((4, 3))]),
+     r'point_grids\[0\] must be a non-empty \(K, 2\) array'),
     (dict(points_per_side=None, point_grids=[np.zeros((4, 2))], crop_n_layers=1), 'crop_n_layers \\+ 1 = 2 arrays'),
     (dict(points_per_batch=0), 'points_per_batch must be a positive int'),
 ])

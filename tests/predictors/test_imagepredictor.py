@@ -4,10 +4,10 @@ import pytest
 import torch
 from PIL import Image
 
-from testimages import syntheticimage
-from tinyconfig import writetinyckpt
 from ssseg.modules.models.segmentors.samv2 import SAMV2ImagePredictor
-from ssseg.modules.models.segmentors.samv2.transforms import fillholes
+from ssseg.modules.models.segmentors.samv2.predictors.transforms import fillholes
+
+from helpers import syntheticimage, writetinyckpt
 
 H, W = 60, 80
 
@@ -49,8 +49,9 @@ def test_pil_and_numpy_give_the_same_embedding(predictor):
 
 
 def test_snake_case_aliases_are_the_same_methods():
-    for official, ours in [('set_image', 'setimage'), ('set_image_batch', 'setimagebatch'), ('predict_batch', 'predictbatch'),
-                           ('get_image_embedding', 'getimageembedding'), ('reset_predictor', 'resetpredictor')]:
+    for official, ours in [('set_image', 'setimage'), ('set_image_batch', 'setimagebatch'),
+                           ('predict_batch', 'predictbatch'), ('get_image_embedding', 'getimageembedding'),
+                           ('reset_predictor', 'resetpredictor')]:
         assert getattr(SAMV2ImagePredictor, official) is getattr(SAMV2ImagePredictor, ours)
 
 
@@ -95,7 +96,8 @@ def test_grayscale_and_rgba_are_converted_with_a_warning(predictor):
     rgba = np.dstack([syntheticimage(H, W), np.full((H, W), 255, np.uint8)])
     with pytest.warns(UserWarning, match='RGBA'):
         predictor.setimage(rgba)
-    assert torch.equal(predictor.getimageembedding(), (predictor.setimage(syntheticimage(H, W)), predictor.getimageembedding())[1])
+    assert torch.equal(predictor.getimageembedding(),
+                       (predictor.setimage(syntheticimage(H, W)), predictor.getimageembedding())[1])
 
 
 @pytest.mark.parametrize('kwargs, match', [
@@ -108,7 +110,8 @@ def test_grayscale_and_rgba_are_converted_with_a_warning(predictor):
     (dict(box=[10, 10, 5, 20]), 'x2 >= x1'),
     (dict(box=[1, 2, 3]), r'shape \(4,\) or \(N, 4\)'),
     (dict(mask_input=np.zeros((1, 64, 64))), r'mask_input must be low-res logits of shape \(1, 32, 32\)'),
-    (dict(box=[[0, 0, 9, 9]] * 3, point_coords=[[[1, 1]]] * 2, point_labels=[[1]] * 2), 'one point set, or one per box'),
+    (dict(box=[[0, 0, 9, 9]] * 3, point_coords=[[[1, 1]]] * 2, point_labels=[[1]] * 2),
+     'one point set, or one per box'),
 ])
 def test_bad_prompts(predictor, kwargs, match):
     with pytest.raises(ValueError, match=match):

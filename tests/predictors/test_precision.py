@@ -11,12 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from testimages import syntheticimage
-from test_videopredictor import makeframes
-from tinyconfig import writetinyckpt
-from ssseg.modules.models.segmentors.samv2 import (SAMV2AutomaticMaskGenerator, SAMV2ImagePredictor,
-                                                   SAMV2VideoPredictor)
-from ssseg.modules.models.segmentors.samv2 import precision as precisionmodule
+from ssseg.modules.models.segmentors.samv2 import SAMV2AutomaticMaskGenerator, SAMV2ImagePredictor, SAMV2VideoPredictor
+from ssseg.modules.models.segmentors.samv2.model import precision as precisionmodule
+
+from helpers import makeframes, syntheticimage, writetinyckpt
 
 pytestmark = pytest.mark.usefixtures('onethread')
 H, W = 60, 80
@@ -41,12 +39,15 @@ def quiet(monkeypatch):
 
 def test_precision_is_float32_unless_asked(cfg):
     assert SAMV2ImagePredictor(samv2_cfg=cfg, device='cpu').model.precision == 'float32'
+    assert SAMV2ImagePredictor(samv2_cfg=cfg, device='cpu', precision=None).model.precision == 'float32'
+    assert SAMV2ImagePredictor(samv2_cfg={**cfg, 'precision': 'bfloat16'}, device='cpu').model.precision == 'bfloat16'
     assert SAMV2ImagePredictor(samv2_cfg=cfg, device='cpu', precision=torch.bfloat16).model.precision == 'bfloat16'
 
 
-@pytest.mark.parametrize('bad', ['fp16', 'half', torch.float16, None, 16])
+@pytest.mark.parametrize('bad', ['fp16', 'half', torch.float16, 16, ''])
 def test_unknown_precision_is_refused(cfg, bad):
-    with pytest.raises(ValueError, match=r"precision must be 'float32' or 'bfloat16'.*got " + repr(bad).replace('.', r'\.')):
+    with pytest.raises(ValueError,
+                       match=r"precision must be 'float32' or 'bfloat16'.*got " + repr(bad).replace('.', r'\.')):
         SAMV2ImagePredictor(samv2_cfg=cfg, device='cpu', precision=bad)
 
 
@@ -107,7 +108,8 @@ def test_generator_in_bfloat16(cfg):
     for full, reduced in zip(records['float32'], records['bfloat16']):
         assert isinstance(reduced['predicted_iou'], float) and reduced['segmentation'].shape == (H, W)
     # the candidates' masks agree on the whole (single small candidates may flip at a tiny random model's logits)
-    union = np.mean([iou(a['segmentation'], b['segmentation']) for a, b in zip(records['float32'], records['bfloat16'])])
+    union = np.mean([iou(a['segmentation'], b['segmentation'])
+                     for a, b in zip(records['float32'], records['bfloat16'])])
     assert union >= 0.98
 
 

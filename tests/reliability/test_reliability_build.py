@@ -15,12 +15,19 @@ import torch
 
 from ssseg.modules import BuildBackbone, BuildSegmentor
 from ssseg.modules.models.segmentors.samv2 import SAMV2ImagePredictor, SAMV2VideoPredictor
-from ssseg.modules.models.segmentors.samv2 import modelchoice
-from ssseg.modules.utils.checkpoints import (CheckpointError, CheckpointNotFoundError, guessconfigname, loadpretrained,
-                                             loadstatedict, readstatedict, resolvecheckpoint)
+from ssseg.modules.models.segmentors.samv2.predictors import modelchoice
+from ssseg.modules.utils.checkpoints import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    guessconfigname,
+    loadpretrained,
+    loadstatedict,
+    readstatedict,
+    resolvecheckpoint,
+)
 from ssseg.modules.utils.configs import loadsegmentorcfg
-from testimages import syntheticimage
-from tinyconfig import tinycfg, writetinyckpt
+
+from helpers import syntheticimage, tinycfg, writetinyckpt
 
 pytestmark = pytest.mark.usefixtures('onethread')
 
@@ -86,10 +93,12 @@ def test_builders_name_the_bad_cfg(build, name):
         build([1, 2])
     with pytest.raises(TypeError, match=rf"{name} cfg must be a dict with a \"type\" key, got str 'SAMV2'"):
         build('SAMV2')
-    with pytest.raises(ValueError, match=rf"{name} cfg must have a \"type\" key naming a registered {name}, got keys \['embed_dim'\]"):
+    with pytest.raises(ValueError, match=rf"{name} cfg must have a \"type\" key naming a registered {name}, "
+                                         rf"got keys \['embed_dim'\]"):
         build({'embed_dim': 96})
     for typename in ('Nope', '', 'scope.Nope'):
-        with pytest.raises(ValueError, match=rf"{name} cfg\[\"type\"\]='{typename}' is not a registered {name}; known: \["):
+        with pytest.raises(ValueError, match=rf"{name} cfg\[\"type\"\]='{typename}' is not a registered {name}; "
+                                             rf"known: \["):
             build({'type': typename})
     with pytest.raises(TypeError, match=rf'{name} cfg\["type"\] must be a registered name .* or a class, got int 3'):
         build({'type': 3})
@@ -107,7 +116,8 @@ def test_unknown_types_list_the_known_ones():
 def test_predictor_config_errors_name_samv2_cfg(tiny, monkeypatch):
     _nobuild(monkeypatch)
     cfg = {k: v for k, v in tiny[0].items() if k != 'type'}
-    with pytest.raises(ValueError, match=r'samv2_cfg must have a "type" key naming a registered segmentor .*got keys \['):
+    with pytest.raises(ValueError, match=r'samv2_cfg must have a "type" key naming a registered segmentor '
+                                         r'.*got keys \['):
         SAMV2ImagePredictor(samv2_cfg=cfg, device='cpu')
     with pytest.raises(TypeError, match=r"samv2_cfg must be a config dict .*got str 'samv21_hiera_tiny' \(for a config "
                                         r"name or file use samv2_cfg=loadsegmentorcfg\('samv21_hiera_tiny'\)\)"):
@@ -120,11 +130,13 @@ def test_predictor_config_errors_name_samv2_cfg(tiny, monkeypatch):
 # ---------------------------------------------------------------------------------------------- configs
 CONFIG_FILES = {
     'syntax.py': ('SEGMENTOR_CFG = dict(type=\n', ValueError, 'could not be loaded .*SyntaxError', SyntaxError),
-    'raising.py': ('raise RuntimeError("boom")\n', ValueError, 'could not be loaded .*RuntimeError: boom', RuntimeError),
+    'raising.py': ('raise RuntimeError("boom")\n', ValueError, 'could not be loaded .*RuntimeError: boom',
+                   RuntimeError),
     'undefined.py': ('SEGMENTOR_CFG = dict(type=x)\n', ValueError, "NameError: name 'x' is not defined", NameError),
     'nocfg.py': ('OTHER = 1\n', ValueError, 'must define SEGMENTOR_CFG, a dict; it defines OTHER', None),
     'notadict.py': ('SEGMENTOR_CFG = [1, 2]\n', TypeError, r'SEGMENTOR_CFG must be a dict, got list \[1, 2\]', None),
-    'config.json': ('{"SEGMENTOR_CFG": {"type": "SAMV2"}}', ValueError, r'path to a \.py file, got the file .*\(not \.py\)', None),
+    'config.json': ('{"SEGMENTOR_CFG": {"type": "SAMV2"}}', ValueError,
+                    r'path to a \.py file, got the file .*\(not \.py\)', None),
 }
 
 
@@ -141,7 +153,8 @@ def test_broken_config_files(name, tmp_path):
 
 
 def test_config_names_and_types(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"cfg='samv21_hiera_nope' is neither .*known names: .*samv21_hiera_tiny"):
+    with pytest.raises(FileNotFoundError,
+                       match=r"cfg='samv21_hiera_nope' is neither .*known names: .*samv21_hiera_tiny"):
         loadsegmentorcfg('samv21_hiera_nope')
     with pytest.raises(FileNotFoundError, match='is neither an existing file'):
         loadsegmentorcfg(os.fspath(tmp_path / 'missing.py'))
@@ -226,7 +239,8 @@ def test_checkpoint_for_another_model_size_suggests_the_config():
     message = str(info.value)
     assert message.startswith('small.pt does not fit SAMV2 (is it for another model size or version?)')
     assert 'unexpected keys: image_encoder.trunk.blocks.12.' in message  # small has 16 blocks, tiny 12
-    assert "looks like one for the config 'samv21_hiera_small' while the model is built as 'samv21_hiera_tiny'" in message
+    assert ("looks like one for the config 'samv21_hiera_small' "
+            "while the model is built as 'samv21_hiera_tiny'") in message
 
 
 def test_missing_unexpected_and_mismatched_keys_are_named(tiny):
@@ -246,9 +260,10 @@ def test_non_strict_loading_needs_a_real_overlap(tiny, tmp_path):
     # nothing in common: refused instead of running on random weights
     foreign = tmp_path / 'foreign.pt'
     torch.save({'model': {'backbone.conv.weight': torch.zeros(4, 3, 3, 3)}}, foreign)
-    with pytest.raises(ValueError, match=r'foreign\.pt shares almost nothing with SAMV2 even with strict=False '
-                                         r'\(load_ckpt_strict=False\): 0\.0% of the model\'s values would be loaded, at '
-                                         r'least 5% expected.*unexpected keys: backbone\.conv\.weight'):
+    with pytest.raises(ValueError, match=r'foreign\.pt shares almost nothing with SAMV2 even with '
+                                         r'strict=False \(load_ckpt_strict=False\): 0\.0% of the model\'s '
+                                         r'values would be loaded, at least 5% expected.*'
+                                         r'unexpected keys: backbone\.conv\.weight'):
         SAMV2ImagePredictor(samv2_cfg=_withckpt(tiny[0], foreign), device='cpu', load_ckpt_strict=False)
     # only a sliver in common (the small prompt-encoder tensors): refused too
     sliver = tmp_path / 'sliver.pt'

@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from testimages import syntheticimage
-from tinyconfig import writetinyckpt
 from ssseg.modules.models.segmentors.samv2 import SAMV2AutomaticMaskGenerator, SAMV2ImagePredictor
-from ssseg.modules.models.segmentors.samv2.imagepredictor import NoImageError
+from ssseg.modules.models.segmentors.samv2.predictors.imagepredictor import NoImageError
+
+from helpers import syntheticimage, writetinyckpt
 
 pytestmark = pytest.mark.usefixtures('onethread')
 
@@ -61,9 +61,12 @@ BAD_IMAGES = {
     'int64': (lambda: IMAGE.astype(np.int64), TypeError, r'{name} must have dtype uint8 .*got int64'),
     'bool': (lambda: IMAGE > 100, TypeError, r'{name} must have dtype uint8 .*got bool'),
     'CHW': (lambda: np.ascontiguousarray(IMAGE.transpose(2, 0, 1)), ValueError,
-            r'{name} must be an \(H, W, 3\) .*got shape \(3, 60, 80\), which looks channel-first .*transpose\(1, 2, 0\)'),
-    'CHW grayscale': (lambda: IMAGE[None, :, :, 0], ValueError, r'{name} .*got shape \(1, 60, 80\), which looks channel-first'),
-    'CHW RGBA': (lambda: np.zeros((4, H, W), np.uint8), ValueError, r'{name} .*\(4, 60, 80\), which looks channel-first'),
+            r'{name} must be an \(H, W, 3\) .*got shape \(3, 60, 80\), '
+            r'which looks channel-first .*transpose\(1, 2, 0\)'),
+    'CHW grayscale': (lambda: IMAGE[None, :, :, 0], ValueError,
+                      r'{name} .*got shape \(1, 60, 80\), which looks channel-first'),
+    'CHW RGBA': (lambda: np.zeros((4, H, W), np.uint8), ValueError,
+                 r'{name} .*\(4, 60, 80\), which looks channel-first'),
     'two channels': (lambda: IMAGE[:, :, :2], ValueError, r'{name} must be an \(H, W, 3\) .*got shape \(60, 80, 2\)'),
     '4-D batch': (lambda: IMAGE[None], ValueError, r'{name} must be an \(H, W, 3\) .*got 4-D shape \(1, 60, 80, 3\)'),
     '1-D': (lambda: IMAGE.reshape(-1), ValueError, r'{name} must be an \(H, W, 3\) .*got 1-D shape \(14400,\)'),
@@ -79,7 +82,8 @@ BAD_IMAGES = {
     'path string': (lambda: 'image.png', TypeError, r'{name} must be an \(H, W, 3\) uint8 .*got str: read the file'),
     'nested list': (lambda: IMAGE.tolist(), TypeError, r'{name} must be .*numpy array or a PIL image, got list'),
     'None': (lambda: None, TypeError, r'{name} must be .*numpy array or a PIL image, got NoneType'),
-    'torch tensor': (_tensor, TypeError, r'{name} must be .*got a torch.Tensor of shape \(3, 60, 80\): pass a HWC uint8 numpy'),
+    'torch tensor': (_tensor, TypeError,
+                     r'{name} must be .*got a torch.Tensor of shape \(3, 60, 80\): pass a HWC uint8 numpy'),
 }
 
 
@@ -123,24 +127,28 @@ def _alpha(image):
 # (the accepted input, the RGB array it must embed like, the warning expected or None)
 CONVERTED = {
     'grayscale (H, W)': (lambda: IMAGE[:, :, 1], lambda: np.repeat(IMAGE[:, :, 1:2], 3, axis=2), 'image is grayscale'),
-    'grayscale (H, W, 1)': (lambda: IMAGE[:, :, 1:2], lambda: np.repeat(IMAGE[:, :, 1:2], 3, axis=2), 'image is grayscale'),
+    'grayscale (H, W, 1)': (lambda: IMAGE[:, :, 1:2], lambda: np.repeat(IMAGE[:, :, 1:2], 3, axis=2),
+                            'image is grayscale'),
     'RGBA array': (lambda: _alpha(IMAGE), lambda: IMAGE, 'treating it as RGBA and dropping alpha'),
     "PIL 'L'": (lambda: Image.fromarray(IMAGE[:, :, 1]), lambda: np.repeat(IMAGE[:, :, 1:2], 3, axis=2),
                 "grayscale PIL image \\(mode 'L'\\)"),
     "PIL '1'": (lambda: Image.fromarray(IMAGE[:, :, 1] > 128), lambda: np.repeat(
         (IMAGE[:, :, 1:2] > 128).astype(np.uint8) * 255, 3, axis=2), "grayscale PIL image \\(mode '1'\\)"),
-    "PIL 'RGBA'": (lambda: Image.fromarray(_alpha(IMAGE)), lambda: IMAGE, "mode 'RGBA': converting it to RGB and dropping alpha"),
+    "PIL 'RGBA'": (lambda: Image.fromarray(_alpha(IMAGE)), lambda: IMAGE,
+                   "mode 'RGBA': converting it to RGB and dropping alpha"),
     "PIL 'LA'": (lambda: Image.fromarray(_alpha(np.repeat(IMAGE[:, :, 1:2], 3, axis=2))).convert('LA'),
                  lambda: np.repeat(IMAGE[:, :, 1:2], 3, axis=2), "mode 'LA': converting it to RGB and dropping alpha"),
     "PIL 'P'": (lambda: Image.fromarray(IMAGE).quantize(16),
                 lambda: np.asarray(Image.fromarray(IMAGE).quantize(16).convert('RGB')), None),
-    "PIL 'P' with transparency": (lambda: _transparentpalette(), lambda: np.asarray(_transparentpalette().convert('RGB')),
+    "PIL 'P' with transparency": (lambda: _transparentpalette(),
+                                  lambda: np.asarray(_transparentpalette().convert('RGB')),
                                   "mode 'P': converting it to RGB and dropping alpha"),
     'negative strides (BGR view)': (lambda: IMAGE[:, :, ::-1], lambda: np.ascontiguousarray(IMAGE[:, :, ::-1]), None),
     'negative strides (mirrored)': (lambda: IMAGE[::-1, ::-1], lambda: np.ascontiguousarray(IMAGE[::-1, ::-1]), None),
     'strided view': (lambda: syntheticimage(2 * H, 3 * W)[::2, ::3], lambda: np.ascontiguousarray(
         syntheticimage(2 * H, 3 * W)[::2, ::3]), None),
-    'HWC view of a CHW array': (lambda: np.ascontiguousarray(IMAGE.transpose(2, 0, 1)).transpose(1, 2, 0), lambda: IMAGE, None),
+    'HWC view of a CHW array': (lambda: np.ascontiguousarray(IMAGE.transpose(2, 0, 1)).transpose(1, 2, 0),
+                                lambda: IMAGE, None),
     'read-only array': (lambda: _readonly(IMAGE), lambda: IMAGE, None),
     'Fortran order': (lambda: np.asfortranarray(IMAGE), lambda: IMAGE, None),
 }
@@ -208,31 +216,39 @@ BAD_PROMPTS = [
     (dict(point_coords=[[1, 2]]), ValueError, 'point_coords was given without point_labels'),
     (dict(point_labels=[1]), ValueError, 'point_labels was given without point_coords'),
     (dict(point_coords=[[1, 2], [3, 4]], point_labels=[1]), ValueError,
-     r'point_labels must have one label per point, shape \(P,\) = \(2,\) for point_coords of shape \(2, 2\), got \(1,\)'),
+     r'point_labels must have one label per point, shape \(P,\) = \(2,\) '
+     r'for point_coords of shape \(2, 2\), got \(1,\)'),
     (dict(point_coords=[[[1, 2], [3, 4]], [[5, 6], [7, 8]]], point_labels=[1, 1]), ValueError,
-     r'point_labels must have one label per point, shape \(N, P\) = \(2, 2\) for point_coords of shape \(2, 2, 2\), got \(2,\)'),
+     r'point_labels must have one label per point, shape \(N, P\) = \(2, 2\) '
+     r'for point_coords of shape \(2, 2, 2\), got \(2,\)'),
     (dict(point_coords=[[[1, 2], [3, 4]]], point_labels=[1, 1, 1]), ValueError,
-     r'point_labels must have one label per point, shape \(N, P\) = \(1, 2\) for point_coords of shape \(1, 2, 2\), got \(1, 3\)'),
+     r'point_labels must have one label per point, shape \(N, P\) = \(1, 2\) '
+     r'for point_coords of shape \(1, 2, 2\), got \(1, 3\)'),
     (dict(point_coords=[[1, 2]], point_labels=[[1]]), ValueError, r'shape \(P,\) = \(1,\) .*got \(1, 1\)'),
     (dict(point_coords=[[1, 2, 3]], point_labels=[1]), ValueError,
      r'point_coords must have shape \(P, 2\) or \(N, P, 2\) with N, P >= 1, got \(1, 3\)'),
     (dict(point_coords=[1, 2], point_labels=[1]), ValueError, r'point_coords must have shape .*got \(2,\)'),
-    (dict(point_coords=np.zeros((0, 2)), point_labels=np.zeros(0)), ValueError, r'point_coords must have shape .*got \(0, 2\)'),
+    (dict(point_coords=np.zeros((0, 2)), point_labels=np.zeros(0)), ValueError,
+     r'point_coords must have shape .*got \(0, 2\)'),
     (dict(point_coords=np.zeros((0, 1, 2)), point_labels=np.zeros((0, 1))), ValueError, r'got \(0, 1, 2\)'),
     (dict(point_coords=np.zeros((1, 1, 1, 2)), point_labels=np.zeros((1, 1, 1))), ValueError, r'got \(1, 1, 1, 2\)'),
-    (dict(point_coords=[[1, 2]], point_labels=[5]), ValueError, r'point_labels must be in \(-1, 0, 1, 2, 3\).*got \[5\]'),
-    (dict(point_coords=[[1, 2], [3, 4]], point_labels=[0.5, -2]), ValueError, r'point_labels must be in .*got \[-2, 0.5\]'),
+    (dict(point_coords=[[1, 2]], point_labels=[5]), ValueError,
+     r'point_labels must be in \(-1, 0, 1, 2, 3\).*got \[5\]'),
+    (dict(point_coords=[[1, 2], [3, 4]], point_labels=[0.5, -2]), ValueError,
+     r'point_labels must be in .*got \[-2, 0.5\]'),
     (dict(point_coords=[[np.nan, 2]], point_labels=[1]), ValueError, r'point_coords must be finite, got NaN or inf'),
     (dict(point_coords=[[np.inf, 2]], point_labels=[1]), ValueError, r'point_coords must be finite'),
     (dict(point_coords=[[1e39, 2]], point_labels=[1]), ValueError, r'point_coords must be finite.*float32 range'),
     (dict(point_coords=[[1, 2]], point_labels=[np.nan]), ValueError, r'point_labels must be finite'),
     (dict(point_coords=[['a', 'b']], point_labels=[1]), TypeError, r'point_coords must be a numeric array, got list'),
-    (dict(point_coords=[[1, 2], [3]], point_labels=[1, 1]), TypeError, r'point_coords must be a numeric array, got list'),
+    (dict(point_coords=[[1, 2], [3]], point_labels=[1, 1]), TypeError,
+     r'point_coords must be a numeric array, got list'),
     (dict(point_coords=[[1, 2]], point_labels='1'), TypeError, r'point_labels must be a numeric array, got str'),
     # boxes
     (dict(box=[10, 10, 5, 20]), ValueError,
      r'box must be x1, y1, x2, y2 with x2 >= x1 and y2 >= y1, got \[10.0, 10.0, 5.0, 20.0\]'),
-    (dict(box=[[0, 0, 9, 9], [0, 20, 9, 10]]), ValueError, r'box must be x1, y1, x2, y2 .*got \[0.0, 20.0, 9.0, 10.0\]'),
+    (dict(box=[[0, 0, 9, 9], [0, 20, 9, 10]]), ValueError,
+     r'box must be x1, y1, x2, y2 .*got \[0.0, 20.0, 9.0, 10.0\]'),
     (dict(box=[1, 2, 3]), ValueError, r'box must be xyxy with shape \(4,\) or \(N, 4\), got shape \(3,\)'),
     (dict(box=[1, 2, 3, 4, 5]), ValueError, r'box must be xyxy .*got shape \(5,\)'),
     (dict(box=[[[0, 0], [9, 9]]]), ValueError, r'box must be xyxy .*got shape \(1, 2, 2\)'),
@@ -246,8 +262,10 @@ BAD_PROMPTS = [
     (dict(mask_input=np.zeros((1, 64, 64))), ValueError,
      r'mask_input must be low-res logits of shape \(1, 32, 32\) or \(N, 1, 32, 32\) .*got \(1, 64, 64\)'),
     (dict(mask_input=np.zeros((3, 32, 32))), ValueError, r'mask_input must be low-res logits .*got \(3, 32, 32\)'),
-    (dict(mask_input=np.zeros((1, 1, 1, 32, 32))), ValueError, r'mask_input must be low-res logits .*got \(1, 1, 1, 32, 32\)'),
-    (dict(mask_input=np.zeros((0, 1, 32, 32))), ValueError, r'mask_input must be low-res logits .*got \(0, 1, 32, 32\)'),
+    (dict(mask_input=np.zeros((1, 1, 1, 32, 32))), ValueError,
+     r'mask_input must be low-res logits .*got \(1, 1, 1, 32, 32\)'),
+    (dict(mask_input=np.zeros((0, 1, 32, 32))), ValueError,
+     r'mask_input must be low-res logits .*got \(0, 1, 32, 32\)'),
     (dict(mask_input=np.float32(0)), ValueError, r'mask_input must be low-res logits .*got \(\)'),
     (dict(mask_input=np.full((1, 32, 32), np.nan)), ValueError, r'mask_input must be finite'),
     (dict(mask_input=np.zeros((3, 1, 32, 32)), **POINT), ValueError,
@@ -298,7 +316,8 @@ def test_predictor_options_are_checked_before_the_build(cfg):
 # ---------------------------------------------------------------------- predictbatch and image modes
 BAD_BATCH_PROMPTS = [
     (dict(box_batch=[[0, 0, 9, 9]]), ValueError,
-     r'box_batch must be a list with one entry per image: expected length 2 \(the images given to setimagebatch\), got length 1'),
+     r'box_batch must be a list with one entry per image: expected length 2 '
+     r'\(the images given to setimagebatch\), got length 1'),
     (dict(point_coords_batch=[[[1, 2]]] * 3, point_labels_batch=[[1]] * 3), ValueError,
      r'point_coords_batch must be a list with one entry per image: expected length 2 .*got length 3'),
     (dict(mask_input_batch=[]), ValueError, r'mask_input_batch must be .*expected length 2 .*got length 0'),
@@ -388,7 +407,8 @@ FAILING_SINGLE_CALLS = {
 
 
 def _validcalls(predictor, mask_input=None):
-    """The same valid calls on any predictor with IMAGE set: masks, scores, logits of three prompts and the embedding."""
+    """The same valid calls on any predictor with IMAGE set: masks, scores, logits of three prompts and the
+    embedding."""
     single = predictor.predict(**POINT)
     boxes = predictor.predict(box=[[0, 0, 30, 30], [10, 10, 70, 50]], multimask_output=False, return_logits=True)
     refined = predictor.predict(**POINT, mask_input=single[2][:1], multimask_output=False)
@@ -492,7 +512,8 @@ BAD_AMG_OPTIONS = [
     (dict(pred_iou_thresh=float('nan')), ValueError, r'pred_iou_thresh must be a finite number in \[0, 1\], got nan'),
     (dict(pred_iou_thresh=1.5), ValueError, r'pred_iou_thresh must be a finite number in \[0, 1\], got 1.5'),
     (dict(pred_iou_thresh='0.8'), TypeError, r"pred_iou_thresh must be a number, got str '0.8'"),
-    (dict(stability_score_thresh=-0.1), ValueError, r'stability_score_thresh must be a finite number in \[0, 1\], got -0.1'),
+    (dict(stability_score_thresh=-0.1), ValueError,
+     r'stability_score_thresh must be a finite number in \[0, 1\], got -0.1'),
     (dict(stability_score_thresh=float('inf')), ValueError, r'stability_score_thresh must be .*got inf'),
     (dict(box_nms_thresh=2), ValueError, r'box_nms_thresh must be a finite number in \[0, 1\], got 2.0'),
     (dict(box_nms_thresh=None), TypeError, r'box_nms_thresh must be a number, got NoneType None'),
@@ -502,7 +523,8 @@ BAD_AMG_OPTIONS = [
     (dict(crop_overlap_ratio=-1), ValueError, r'crop_overlap_ratio must be a finite number in \[0, 1\), got -1.0'),
     (dict(mask_threshold=float('nan')), ValueError, r'mask_threshold must be a finite number, got nan'),
     (dict(min_mask_region_area=-5), ValueError, r'min_mask_region_area must be a finite number >= 0, got -5.0'),
-    (dict(min_mask_region_area=float('nan')), ValueError, r'min_mask_region_area must be a finite number >= 0, got nan'),
+    (dict(min_mask_region_area=float('nan')), ValueError,
+     r'min_mask_region_area must be a finite number >= 0, got nan'),
     (dict(crop_n_points_downscale_factor=0, crop_n_layers=1), ValueError,
      r'crop_n_points_downscale_factor must be a positive int, got 0'),
     (dict(crop_n_points_downscale_factor=1.5, crop_n_layers=1), TypeError,
@@ -522,9 +544,12 @@ BAD_AMG_OPTIONS = [
     (dict(multimask_output=None), TypeError, r'multimask_output must be a bool, got NoneType None'),
     (dict(points_per_side=None, point_grids=[np.array([[0.5, 1.5], [0.2, 0.2]])]), ValueError,
      r'point_grids\[0\] must hold finite \(x, y\) in \[0, 1\] .*got 1 point\(s\) outside it, e.g. \[0.5, 1.5\]'),
-    (dict(points_per_side=None, point_grids=[np.array([[-0.1, 0.5]])]), ValueError, r'point_grids\[0\] must hold finite'),
-    (dict(points_per_side=None, point_grids=[np.array([[np.nan, 0.5]])]), ValueError, r'point_grids\[0\] must hold finite'),
-    (dict(points_per_side=None, point_grids=[[['a', 'b']]]), TypeError, r'point_grids\[0\] must be a numeric \(K, 2\) array'),
+    (dict(points_per_side=None, point_grids=[np.array([[-0.1, 0.5]])]), ValueError,
+     r'point_grids\[0\] must hold finite'),
+    (dict(points_per_side=None, point_grids=[np.array([[np.nan, 0.5]])]), ValueError,
+     r'point_grids\[0\] must hold finite'),
+    (dict(points_per_side=None, point_grids=[[['a', 'b']]]), TypeError,
+     r'point_grids\[0\] must be a numeric \(K, 2\) array'),
 ]
 
 
@@ -536,9 +561,9 @@ def test_bad_generator_options(cfg, kwargs, error, match):
 
 def test_generator_accepts_numpy_numbers_and_edge_values(cfg):
     generator = SAMV2AutomaticMaskGenerator(
-        samv2_cfg=cfg, device='cpu', points_per_side=np.int64(4), crop_n_layers=np.int32(1), pred_iou_thresh=np.float32(0),
-        stability_score_thresh=0, box_nms_thresh=1, crop_overlap_ratio=0, crop_n_points_downscale_factor=4,
-        use_m2m=np.bool_(False), multimask_output=1)
+        samv2_cfg=cfg, device='cpu', points_per_side=np.int64(4), crop_n_layers=np.int32(1),
+        pred_iou_thresh=np.float32(0), stability_score_thresh=0, box_nms_thresh=1, crop_overlap_ratio=0,
+        crop_n_points_downscale_factor=4, use_m2m=np.bool_(False), multimask_output=1)
     assert [len(grid) for grid in generator.point_grids] == [16, 1]
     assert generator.generate(IMAGE)
 
@@ -590,7 +615,8 @@ def prompts(draw):
         kwargs.update(point_coords=coords, point_labels=labels)
     if box_mode != 'none':
         corners = _floats(draw, 4 * num_boxes, -50, 150).reshape(num_boxes, 4)
-        box = np.concatenate([np.minimum(corners[:, :2], corners[:, 2:]), np.maximum(corners[:, :2], corners[:, 2:])], 1)
+        box = np.concatenate([np.minimum(corners[:, :2], corners[:, 2:]),
+                              np.maximum(corners[:, :2], corners[:, 2:])], 1)
         if fault == 'flipped box':
             axis = draw(st.integers(0, 1))
             box[0, axis] = box[0, axis + 2] + draw(st.floats(0.5, 100))

@@ -16,12 +16,12 @@ import torch
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from test_videopredictor import makeframes, snapshot
-from tinyconfig import writetinyckpt
 from ssseg.modules.models.segmentors.samv2 import SAMV2VideoPredictor
-from ssseg.modules.models.segmentors.samv2 import videoio
-from ssseg.modules.models.segmentors.samv2.videoio import FrameIndexError
-from ssseg.modules.models.segmentors.samv2.videostate import VideoStateError
+from ssseg.modules.models.segmentors.samv2.video import sources as videoio
+from ssseg.modules.models.segmentors.samv2.video.frames import FrameIndexError
+from ssseg.modules.models.segmentors.samv2.video.state import VideoStateError
+
+from helpers import makeframes, snapshot, writetinyckpt
 
 pytestmark = pytest.mark.usefixtures('onethread')
 

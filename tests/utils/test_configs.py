@@ -3,10 +3,11 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from oraclecheckpoints import buildoraclemodel
 from ssseg.modules import BuildSegmentor
 from ssseg.modules.utils.checkpoints import loadstatedict
 from ssseg.modules.utils.configs import CONFIGS_DIR, availableconfigs, loadsegmentorcfg, resolveconfigpath
+
+from helpers import buildoraclemodel
 
 # parameter counts of Meta's models (millions), for a check that does not depend on the oracle
 PARAMS_M = {'samv21_hiera_tiny': 38.96, 'samv21_hiera_small': 46.06, 'samv21_hiera_baseplus': 80.85,
@@ -36,8 +37,10 @@ def test_config_builds_and_loads_official_checkpoint_strictly(name):
 
 
 def test_samv21_has_three_more_keys_than_samv2():
-    keys = {name: set(BuildSegmentor(loadsegmentorcfg(name)).state_dict()) for name in ('samv2_hiera_tiny', 'samv21_hiera_tiny')}
-    assert keys['samv21_hiera_tiny'] - keys['samv2_hiera_tiny'] == {'no_obj_embed_spatial', 'obj_ptr_tpos_proj.weight', 'obj_ptr_tpos_proj.bias'}
+    keys = {name: set(BuildSegmentor(loadsegmentorcfg(name)).state_dict())
+            for name in ('samv2_hiera_tiny', 'samv21_hiera_tiny')}
+    assert keys['samv21_hiera_tiny'] - keys['samv2_hiera_tiny'] == {'no_obj_embed_spatial', 'obj_ptr_tpos_proj.weight',
+                                                                    'obj_ptr_tpos_proj.bias'}
 
 
 def test_unknown_config_name_is_a_clear_error():

@@ -87,9 +87,9 @@ def test_trimheap_only_while_the_heap_is_kept(monkeypatch):
 
 
 def test_long_propagations_trim_the_heap(tmp_path, monkeypatch):
-    import ssseg.modules.models.segmentors.samv2.videopredictor as videopredictor
-    from test_videopredictor import makeframes
-    from tinyconfig import writetinyckpt
+    import ssseg.modules.models.segmentors.samv2.video.predictor as videopredictor
+
+    from helpers import makeframes, writetinyckpt
     trims = []
     monkeypatch.setattr(videopredictor, 'trimheap', lambda: trims.append(1))
     monkeypatch.setattr(videopredictor, 'HEAP_TRIM_FRAMES', 3)
@@ -111,7 +111,8 @@ def test_results_do_not_depend_on_it():
 
 def test_predictors_hold_it_on_cpu(depth, tmp_path):
     from ssseg.modules.models.segmentors.samv2 import SAMV2ImagePredictor, SAMV2VideoPredictor
-    from tinyconfig import writetinyckpt
+
+    from helpers import writetinyckpt
     cfg = writetinyckpt(tmp_path / 'tiny.pt')
     image, video = SAMV2ImagePredictor(samv2_cfg=cfg, device='cpu'), SAMV2VideoPredictor(samv2_cfg=cfg, device='cpu')
     assert depth() == 2
@@ -120,10 +121,13 @@ def test_predictors_hold_it_on_cpu(depth, tmp_path):
     assert depth() == 0
 
 
-@pytest.mark.parametrize('env', [{'SSSEG_KEEP_HEAP': '0'}, {'MALLOC_ARENA_MAX_': '2'}, {'LD_PRELOAD': 'libjemalloc.so.2'}])
+@pytest.mark.parametrize('env', [{'SSSEG_KEEP_HEAP': '0'}, {'MALLOC_ARENA_MAX_': '2'},
+                                 {'LD_PRELOAD': 'libjemalloc.so.2'}])
 def test_switched_off_by_environment(env):
     """SSSEG_KEEP_HEAP=0, the user's own malloc settings or another allocator: glibc is left alone."""
-    code = 'import ssseg.modules.utils.heap as h; print(h._libc is None)'
+    # the module alone (it needs nothing else), without the package's imports of torch
+    code = ('import importlib.util as u; spec = u.spec_from_file_location("heap", ' + repr(heap.__file__) + '); '
+            'h = u.module_from_spec(spec); spec.loader.exec_module(h); print(h._libc is None)')
     environ = {k: v for k, v in os.environ.items() if k != 'LD_PRELOAD'}
     environ.update(env)
     if 'LD_PRELOAD' in env:

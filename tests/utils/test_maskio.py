@@ -8,9 +8,10 @@ import pytest
 import torch
 from pycocotools.coco import COCO
 
-from ssseg.modules.models.segmentors.samv2.amg import batchedmasktobox, boxxyxytoxywh, cocoencoderle, masktorle
-from ssseg.modules.utils.maskio import (recordstococo, recordstolabelmap, savecocojson, savelabelmap,
-                                        writeatomically)
+from ssseg.modules.models.segmentors.samv2.predictors.amg import batchedmasktobox, boxxyxytoxywh
+from ssseg.modules.utils import rle
+from ssseg.modules.utils.fileio import writeatomically
+from ssseg.modules.utils.maskio import recordstococo, recordstolabelmap, savecocojson, savelabelmap
 
 H, W = 37, 53
 
@@ -28,11 +29,11 @@ def makemasks():
 
 def makerecords(form):
     masks = makemasks()
-    rles = masktorle(masks)
+    rles = rle.encode(masks)
     boxes = batchedmasktobox(masks).float().numpy()
     records = []
-    for i, (mask, rle) in enumerate(zip(masks, rles)):
-        segmentation = {'binary_mask': mask.numpy(), 'uncompressed_rle': rle, 'coco_rle': cocoencoderle(rle)}[form]
+    for i, (mask, encoded) in enumerate(zip(masks, rles)):
+        segmentation = {'binary_mask': mask.numpy(), 'uncompressed_rle': encoded, 'coco_rle': rle.tococo(encoded)}[form]
         records.append({'segmentation': segmentation, 'area': int(mask.sum()), 'bbox': boxxyxytoxywh(boxes[i]).tolist(),
                         'predicted_iou': 0.9 - i / 100, 'point_coords': [[10.5, 3.0 + i]], 'stability_score': 0.95,
                         'crop_box': [0.0, 0.0, float(W), float(H)]})

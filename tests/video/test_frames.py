@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ssseg.modules.models.segmentors.samv2.videoio import VideoFrames
+from ssseg.modules.models.segmentors.samv2.video.frames import VideoFrames
 
 MEAN = torch.tensor((0.485, 0.456, 0.406), dtype=torch.float32).view(3, 1, 1)
 STD = torch.tensor((0.229, 0.224, 0.225), dtype=torch.float32).view(3, 1, 1)

@@ -10,25 +10,22 @@ import numpy as np
 import pytest
 import torch
 
-from tinyconfig import writetinyckpt
 from ssseg.modules.models.segmentors.samv2 import SAMV2VideoPredictor
-from ssseg.modules.models.segmentors.samv2.videostate import (COND, NON_COND, VideoStateError, fillsmallholes,
-                                                               heldmemories, unfilledmasks)
+from ssseg.modules.models.segmentors.samv2.video.memory import fillsmallholes, unfilledmasks
+from ssseg.modules.models.segmentors.samv2.video.state import COND, NON_COND, VideoStateError
 
-H, W, NUM_FRAMES = 60, 80, 30
+from helpers import NUM_FRAMES, H, W, makeframes, snapshot, writetinyckpt
+
 LOW = 32  # low-res mask side of the 128 px tiny model
 
 
-def makeframes(n=NUM_FRAMES, h=H, w=W):
-    """A red square moving right and a green bar moving down on a grey gradient."""
-    yy, xx = np.mgrid[0:h, 0:w]
-    frames = []
-    for t in range(n):
-        frame = np.stack([xx * 2, yy * 3, np.full_like(xx, 90)], -1).astype(np.uint8)
-        frame[10:30, 5 + t:25 + t] = (210, 40, 40)
-        frame[30 + t // 2:45 + t // 2, 50:70] = (40, 200, 60)
-        frames.append(frame)
-    return frames
+def heldmemories(state):
+    """Number of stored records still holding memory features, as ``{'cond': n, 'non_cond': m}``."""
+    counts = {'cond': 0, 'non_cond': 0}
+    for outputs in state['output_dict_per_obj'].values():
+        for key, name in ((COND, 'cond'), (NON_COND, 'non_cond')):
+            counts[name] += sum(record.get('maskmem_features') is not None for record in outputs[key].values())
+    return counts
 
 
 pytestmark = pytest.mark.usefixtures('onethread')
@@ -47,12 +44,6 @@ def predictor(tinycfg):
 @pytest.fixture(scope='module')
 def frames():
     return makeframes()
-
-
-def snapshot(result):
-    """A call's result with its obj_ids list and mask tensor copied (later calls must not change it)."""
-    frame_idx, obj_ids, masks = result
-    return frame_idx, list(obj_ids), masks.clone()
 
 
 def scenario(predictor, state):
