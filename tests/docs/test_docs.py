@@ -1,14 +1,15 @@
-"""The Python blocks of the SAMV2 model zoo page run as written, in order, like a notebook's cells.
+"""The Python blocks of the README, the getting-started page and the SAMV2 model zoo page run as written, in
+order, like a notebook's cells (each page in a namespace of its own).
 
-The page (docs/modelzoo/samv2/README.md) reads ``images/truck.jpg``, ``images/groceries.jpg``,
-``images/cars.jpg`` and ``videos/bedroom/`` relative to where it runs. The blocks run in one namespace in
-a subprocess whose working folder holds synthetic stand-ins for those files and whose TORCH_HOME holds a
-random-weight checkpoint, so nothing is downloaded. For speed the test (not the page) swaps every model
-for SAM 2.1 Hiera-T, thins the automatic-mask grids, drops the thresholds of the options example (random
-weights pass none, and the saving of real masks should run too) and moves the correction frame into the
-short clip; each substitution must match the page, so an edit of the page cannot silently skip one.
-After each block, every file the block names (a quoted name ending in .png, .json or .mp4; '{...}'
-fields and f-string fields match anything) must have been written by that block.
+The model zoo page (docs/modelzoo/samv2/README.md) reads ``images/truck.jpg``, ``images/groceries.jpg``,
+``images/cars.jpg`` and ``videos/bedroom/`` relative to where it runs; the README reads ``truck.jpg`` and
+``sam2.1_hiera_tiny.pt``. The blocks run in a subprocess whose working folders hold synthetic stand-ins for
+those files and whose TORCH_HOME holds a random-weight checkpoint, so nothing is downloaded. For speed the test
+(not the page) swaps every model of the model zoo page for SAM 2.1 Hiera-T, thins the automatic-mask grids,
+drops the thresholds of the options example (random weights pass none, and the saving of real masks should
+run too) and moves the correction frame into the short clip; each substitution must match the page, so an edit
+of the page cannot silently skip one. After each block, every file the block names (a quoted name ending in
+.png, .json or .mp4; '{...}' fields and f-string fields match anything) must have been written by that block.
 Bash blocks (set-up and command line) are not run here.
 """
 import ast
@@ -44,7 +45,8 @@ SUBSTITUTIONS = (
     (r'ann_frame_idx = 150\b', f'ann_frame_idx = {NUM_FRAMES - 1}', 'the correction frame, inside the short clip'),
 )
 
-# Runs in the subprocess: argv[1] is a JSON list of {'line', 'code', 'outputs'}; stops at the first failure.
+# Runs in the subprocess: argv[1] is a JSON list of {'page', 'cwd', 'line', 'code', 'outputs'}; each page runs in
+# a namespace of its own, in its folder; stops at the first failure.
 _DRIVER = textwrap.dedent('''
     import glob, json, os, sys, time, traceback
 
@@ -57,14 +59,17 @@ _DRIVER = textwrap.dedent('''
 
     with open(sys.argv[1], encoding='utf-8') as file:
         blocks = json.load(file)
-    namespace = {'__name__': '__main__'}
+    page = None
     for number, block in enumerate(blocks, 1):
-        where = f"block {number} (README.md line {block['line']})"
+        if block['page'] != page:
+            page, namespace = block['page'], {'__name__': '__main__'}
+            os.chdir(block['cwd'])
+        where = f"block {number} ({page} line {block['line']})"
         before = {pattern: snapshot(pattern) for pattern in block['outputs']}
         start = time.perf_counter()
         try:
             # blank lines in front, so that tracebacks give the page's line numbers
-            exec(compile('\\n' * (block['line'] - 1) + block['code'], 'README.md', 'exec'), namespace)
+            exec(compile('\\n' * (block['line'] - 1) + block['code'], page, 'exec'), namespace)
         except BaseException:
             print(f'FAILED {where}:', file=sys.stderr)
             traceback.print_exc()
@@ -163,46 +168,41 @@ def test_page_blocks_parse_and_substitutions_match():
     assert len(named) >= 10, f'the blocks should save what they show, found only {named}'
 
 
-def _runblocks(blocks, workdir, tmp_path, torchhome):
-    """Run ``[(line, code)]`` in order in one namespace in a subprocess in ``workdir``; each must write the files
-    it names."""
-    blocks = [{'line': line, 'code': code, 'outputs': _outputnames(code)} for line, code in blocks]
+def _pageblocks_of(path, cwd):
+    """The page's python blocks as the driver takes them, run in ``cwd``."""
+    with open(path, encoding='utf-8') as file:
+        return [(os.path.relpath(path, REPO), str(cwd), line, code) for line, code in _pythonblocks(file.read())]
+
+
+def test_docs_blocks_run_in_order(tmp_path, makeckpt, torchhome):
+    """The README's and the getting-started page's blocks as written, then the model zoo page's (with the
+    substitutions above), in one subprocess: each page in a namespace and folder of its own. The README's
+    folder holds a synthetic truck.jpg and a random checkpoint at the file name it loads."""
+    ckpt = makeckpt('samv21_hiera_tiny')  # TORCH_HOME/hub/checkpoints/sam2.1_hiera_tiny.pt, what every block loads
+    readme, zoo = tmp_path / 'readme', tmp_path / 'zoo'
+    readme.mkdir()
+    zoo.mkdir()
+    assert cv2.imwrite(str(readme / 'truck.jpg'), syntheticimage(*IMAGES[0][1:], seed=1)[..., ::-1])
+    shutil.copy(ckpt, readme / 'sam2.1_hiera_tiny.pt')
+    _writedata(str(zoo))
+    blocks = (_pageblocks_of(os.path.join(REPO, 'README.md'), readme)
+              + _pageblocks_of(os.path.join(REPO, 'docs', 'getting_started.md'), readme))
+    assert len(blocks) >= 4, f'expected the README and getting-started examples, found {len(blocks)} python blocks'
+    blocks += [(os.path.relpath(PAGE, REPO), str(zoo), line, code) for line, code in _substitute(_pageblocks())]
+    blocks = [{'page': page, 'cwd': cwd, 'line': line, 'code': code, 'outputs': _outputnames(code)}
+              for page, cwd, line, code in blocks]
     blocksfile = tmp_path / 'blocks.json'
     blocksfile.write_text(json.dumps(blocks), encoding='utf-8')
     driver = tmp_path / 'driver.py'
     driver.write_text(_DRIVER, encoding='utf-8')
     env = dict(os.environ, TORCH_HOME=str(torchhome), MPLBACKEND='Agg',
                PYTHONPATH=os.pathsep.join([REPO] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
-    result = subprocess.run([sys.executable, str(driver), str(blocksfile)], cwd=str(workdir), env=env,
+    result = subprocess.run([sys.executable, str(driver), str(blocksfile)], cwd=str(tmp_path), env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, (f'a python block failed\n--- stdout\n{result.stdout}\n'
                                     f'--- stderr (last 6000 characters)\n{result.stderr[-6000:]}')
     ran = [line for line in result.stdout.splitlines() if line.startswith('ok block ')]
     assert len(ran) == len(blocks), result.stdout
-
-
-def test_page_blocks_run_in_order(tmp_path, makeckpt, torchhome):
-    makeckpt('samv21_hiera_tiny')  # TORCH_HOME/hub/checkpoints/sam2.1_hiera_tiny.pt, what every block loads
-    workdir = tmp_path / 'run'
-    workdir.mkdir()
-    _writedata(str(workdir))
-    _runblocks(_substitute(_pageblocks()), workdir, tmp_path, torchhome)
-
-
-def test_readme_and_getting_started_blocks_run(tmp_path, makeckpt, torchhome):
-    """The README's and the getting-started page's Python blocks, as written, on a synthetic truck.jpg and a
-    random checkpoint at the paths they name (the torch.hub cache, and sam2.1_hiera_tiny.pt beside them)."""
-    ckpt = makeckpt('samv21_hiera_tiny')
-    workdir = tmp_path / 'run'
-    workdir.mkdir()
-    assert cv2.imwrite(str(workdir / 'truck.jpg'), syntheticimage(*IMAGES[0][1:], seed=1)[..., ::-1])
-    shutil.copy(ckpt, workdir / 'sam2.1_hiera_tiny.pt')
-    blocks = []
-    for page in (os.path.join(REPO, 'README.md'), os.path.join(REPO, 'docs', 'getting_started.md')):
-        with open(page, encoding='utf-8') as file:
-            blocks += _pythonblocks(file.read())
-    assert len(blocks) >= 4, f'expected the README and getting-started examples, found {len(blocks)} python blocks'
-    _runblocks(blocks, workdir, tmp_path, torchhome)
 
 
 def test_reliability_table_names_existing_tests():
