@@ -10,6 +10,7 @@ a folder run where some images failed exits with 1 after finishing the others.
 import argparse
 import os
 import sys
+from typing import Optional, Sequence
 
 import torch
 from tqdm import tqdm
@@ -43,7 +44,12 @@ def _commonoptions():
     return common
 
 
-def buildparser():
+def buildparser() -> argparse.ArgumentParser:
+    """The ``ssseg`` parser with its ``image``, ``amg`` and ``video`` sub-commands.
+
+    Returns:
+        The parser; ``parse_args`` exits with status 2 and a one-line error on a malformed flag.
+    """
     parser = argparse.ArgumentParser(prog='ssseg', description='SAM 2 inference from the command line: masks on disk.')
     commands = parser.add_subparsers(dest='command', required=True, metavar='{image,amg,video}')
     common = _commonoptions()
@@ -127,8 +133,16 @@ def _checkoutdir(outdir):
         raise PermissionError(f'--outdir {outdir!r}: no permission to write in {existing!r}')
 
 
-def main(argv=None):
-    """Run one sub-command; returns the exit status (0 done, 1 some images failed, 2 bad input)."""
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one sub-command; bad input is reported as one ``ssseg <command>: error: ...`` line on stderr.
+
+    Args:
+        argv: the arguments after ``ssseg``; None reads ``sys.argv``.
+    Returns:
+        The exit status: 0 done, 1 some images of a folder failed, 2 bad input.
+    Raises:
+        SystemExit: from argparse, for a malformed command line (status 2) or ``--help`` (status 0).
+    """
     parser = buildparser()
     args = parser.parse_args(argv)
     prefix = f'ssseg {args.command}'

@@ -7,16 +7,28 @@ torchrun everything runs in this process as rank 0 of 1.
 import datetime
 import json
 import os
+from typing import Optional, Sequence, TypeVar, Union
 
 import torch
 
 from ..modules.utils.fileio import writejson
 
+T = TypeVar('T')
+
 
 class Ranks:
-    """This process's place in the job: ``rank``, ``world``, ``local_rank`` and the ``device`` to use."""
+    """This process's place in the job: ``rank``, ``world``, ``local_rank`` and the ``device`` to use.
 
-    def __init__(self, device=None):
+    Used as a context manager: entering opens the process group under torchrun, leaving closes it.
+
+    Args:
+        device: 'cpu', 'cuda', 'cuda:N' or a torch.device; None takes this rank's GPU when there is one.
+            Under torchrun plain 'cuda' becomes 'cuda:LOCAL_RANK'.
+    Raises:
+        ValueError: RANK outside [0, WORLD_SIZE).
+    """
+
+    def __init__(self, device: Optional[Union[str, torch.device]] = None):
         self.rank = int(os.environ.get('RANK', 0))
         self.world = int(os.environ.get('WORLD_SIZE', 1))
         self.local_rank = int(os.environ.get('LOCAL_RANK', 0))
@@ -46,12 +58,24 @@ class Ranks:
             dist.destroy_process_group()
         return False
 
-    def shard(self, items):
-        """This rank's share of ``items`` (a sorted list): every world-th item from index rank."""
+    def shard(self, items: Sequence[T]) -> Sequence[T]:
+        """This rank's share of a job.
+
+        Args:
+            items: the whole job, sorted the same way on every rank.
+        Returns:
+            Every world-th item from index rank.
+        """
         return items[self.rank::self.world]
 
-    def sum(self, count):
-        """``count`` summed over all ranks (every rank waits here for the others)."""
+    def sum(self, count: int) -> int:
+        """A count summed over all ranks; every rank waits here for the others.
+
+        Args:
+            count: this rank's count.
+        Returns:
+            The total over the job (``count`` itself without torchrun).
+        """
         if not self._group:
             return count
         import torch.distributed as dist
@@ -60,11 +84,16 @@ class Ranks:
         return int(total.item())
 
 
-def mergecoco(per_image_paths, path, image_names):
+def mergecoco(per_image_paths: Sequence[str], path: str, image_names: Sequence[str]) -> str:
     """One COCO file for a dataset from per-image ones (each from ``recordstococo``), written atomically.
 
-    Image ids follow ``image_names`` (sorted file names, id = position + 1); annotation ids run over the
-    whole dataset. Returns ``path``.
+    Args:
+        per_image_paths: the per-image COCO files, in the order of ``image_names``.
+        path: the merged file to write.
+        image_names: the images' file names, sorted; image id = position + 1. Annotation ids run over
+            the whole dataset.
+    Returns:
+        ``path``.
     """
     merged = {'info': {'description': 'masks of the SAMV2 automatic mask generator, one file per dataset'},
               'images': [], 'categories': None, 'annotations': []}

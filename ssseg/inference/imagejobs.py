@@ -9,9 +9,11 @@ Per image ``<stem>`` (the file name without extension) in ``--outdir``:
 Every file appears atomically and the JSON is written last: an image whose JSON exists with the same
 settings is finished and skipped on a re-run (``--overwrite`` redoes it).
 """
+import argparse
 import json
 import os
 import sys
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -19,15 +21,24 @@ from tqdm import tqdm
 
 from ..modules.utils.fileio import writeimage, writejson
 from ..modules.utils.maskio import recordstococo, recordstolabelmap
-from .distributed import mergecoco
+from .distributed import Ranks, mergecoco
 from .promptargs import imageprompts, imagepromptsfromfile, readjson
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 MERGED_NAME = 'annotations.json'
 
 
-def listimages(path):
-    """(folder or None, sorted image paths) for ``--image``: one file, or the images of a folder."""
+def listimages(path: str) -> Tuple[Optional[str], List[str]]:
+    """The images that ``--image`` names: one file, or the images of a folder.
+
+    Args:
+        path: an image file or a folder.
+    Returns:
+        (the folder, or None for one file; the image paths sorted by file name).
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        ValueError: a folder without images, or two images that would write the same outputs.
+    """
     if os.path.isdir(path):
         names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith('.'))
         if not names:
@@ -45,8 +56,16 @@ def listimages(path):
     return None, [path]
 
 
-def readimage(path):
-    """(H, W, 3) uint8 RGB; ValueError when OpenCV cannot decode it."""
+def readimage(path: str) -> np.ndarray:
+    """One image file decoded by OpenCV.
+
+    Args:
+        path: the image file.
+    Returns:
+        (H, W, 3) uint8 RGB.
+    Raises:
+        ValueError: OpenCV cannot decode it.
+    """
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f'--image: cannot read {path!r} as an image (missing, empty or not an image format OpenCV '
@@ -109,23 +128,22 @@ def _amgoutputs(path, image, records, settings, outdir):
     writejson(os.path.join(outdir, f'{stem}.json'), coco, indent=1)
 
 
-def runimages(args, ranks, cfg, log):
-    """``image`` or ``amg`` over ``args.image``; returns the exit status (0, or 1 when some images failed)."""
+def runimages(args: argparse.Namespace, ranks: Ranks, cfg: dict, log: Callable[[str], None]) -> int:
+    """The ``image`` or ``amg`` sub-command over ``args.image``, this rank's share of it.
+
+    Args:
+        args: the parsed command line.
+        ranks: this process's place in the job.
+        cfg: the SAMV2 config dict, its ``ckptpath`` resolved.
+        log: writes one message line for the user.
+    Returns:
+        The exit status: 0, or 1 when some images of a folder failed (the others are written).
+    Raises:
+        ValueError, OSError: bad prompts or options, or a single image that cannot be read or written.
+    """
     folder, paths = listimages(args.image)
     names = [os.path.basename(p) for p in paths]
-    settings = {'command': args.command, 'cfg': args.cfg, 'ckpt': cfg['ckptpath'], 'precision': args.precision}
-    if args.command == 'image':
-        if args.prompts is not None:
-            if args.point or args.box:
-                raise ValueError('give prompts either as --point/--box flags or as a --prompts file, not both')
-            perimage = imagepromptsfromfile(readjson(args.prompts), names, args.prompts)
-        else:
-            shared = imageprompts(args.point, args.box, '--point/--box')
-            perimage = {name: shared for name in names}
-        settings['multimask'] = bool(args.multimask)
-    else:
-        perimage = None
-        settings['generator'] = amgoptions(args)
+    settings, perimage = _settingsandprompts(args, cfg, names)
     os.makedirs(args.outdir, exist_ok=True)
     jsons = {name: os.path.join(args.outdir, os.path.splitext(name)[0] + '.json') for name in names}
     todo = [p for p in ranks.shard(paths) if args.overwrite or not _finished(jsons[os.path.basename(p)],
@@ -162,6 +180,21 @@ def runimages(args, ranks, cfg, log):
     return 1 if failures else 0
 
 
+def _settingsandprompts(args, cfg, names):
+    """(the settings recorded with every result, {image name: checked prompts} or None for amg)."""
+    settings = {'command': args.command, 'cfg': args.cfg, 'ckpt': cfg['ckptpath'], 'precision': args.precision}
+    if args.command != 'image':
+        return {**settings, 'generator': amgoptions(args)}, None
+    if args.prompts is not None:
+        if args.point or args.box:
+            raise ValueError('give prompts either as --point/--box flags or as a --prompts file, not both')
+        perimage = imagepromptsfromfile(readjson(args.prompts), names, args.prompts)
+    else:
+        shared = imageprompts(args.point, args.box, '--point/--box')
+        perimage = {name: shared for name in names}
+    return {**settings, 'multimask': bool(args.multimask)}, perimage
+
+
 def _withprompts(settings, perimage, path, args):
     if args.command != 'image':
         return settings
@@ -174,8 +207,14 @@ AMG_OPTIONS = (('points_per_side', int), ('points_per_batch', int), ('pred_iou_t
                ('crop_n_points_downscale_factor', int), ('min_mask_region_area', int), ('use_m2m', bool))
 
 
-def amgoptions(args):
-    """The generator options given on the command line (the others keep the generator's defaults)."""
+def amgoptions(args: argparse.Namespace) -> Dict[str, Any]:
+    """The generator options given on the command line; the others keep the generator's defaults.
+
+    Args:
+        args: the parsed ``amg`` command line.
+    Returns:
+        {generator keyword argument: value}.
+    """
     return {name: getattr(args, name) for name, _ in AMG_OPTIONS if getattr(args, name) is not None}
 
 

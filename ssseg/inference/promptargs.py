@@ -6,6 +6,7 @@ foreground and 0 for background. Everything here raises ValueError naming the fl
 import json
 import math
 import os
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 
 def _numbers(text, name, counts):
@@ -21,8 +22,17 @@ def _numbers(text, name, counts):
     return values
 
 
-def parsepoint(text, name='--point'):
-    """'X,Y' or 'X,Y,LABEL' -> ([x, y], label); LABEL is 1 (foreground, the default) or 0 (background)."""
+def parsepoint(text: Union[str, Sequence[float]], name: str = '--point') -> Tuple[List[float], int]:
+    """One point prompt from a flag's text or a JSON list.
+
+    Args:
+        text: 'X,Y' or 'X,Y,LABEL' (pixels of the original image), or such a list of numbers.
+        name: the flag or file entry named in errors.
+    Returns:
+        ([x, y], label): float pixel coordinates and 1 (foreground, the default) or 0 (background).
+    Raises:
+        ValueError: not two or three finite numbers, or a LABEL other than 0 and 1.
+    """
     values = _numbers(text, name, (2, 3)) if isinstance(text, str) else _aslist(text, name, (2, 3))
     label = 1 if len(values) == 2 else values[2]
     if label not in (0, 1):
@@ -30,8 +40,17 @@ def parsepoint(text, name='--point'):
     return values[:2], int(label)
 
 
-def parsebox(text, name='--box'):
-    """'X1,Y1,X2,Y2' -> [x1, y1, x2, y2] with x2 > x1 and y2 > y1."""
+def parsebox(text: Union[str, Sequence[float]], name: str = '--box') -> List[float]:
+    """One box prompt from a flag's text or a JSON list.
+
+    Args:
+        text: 'X1,Y1,X2,Y2' (pixels of the original image, corners top-left and bottom-right), or such a list.
+        name: the flag or file entry named in errors.
+    Returns:
+        [x1, y1, x2, y2] as floats.
+    Raises:
+        ValueError: not four finite numbers, or X2 <= X1 or Y2 <= Y1.
+    """
     values = _numbers(text, name, (4,)) if isinstance(text, str) else _aslist(text, name, (4,))
     if values[2] <= values[0] or values[3] <= values[1]:
         raise ValueError(f'{name} must be X1,Y1,X2,Y2 with X2 > X1 and Y2 > Y1, got {text!r}')
@@ -50,11 +69,18 @@ def _aslist(value, name, counts):
     return [float(v) for v in value]
 
 
-def imageprompts(points, boxes, name='prompts'):
-    """Checked prompts for one image: ``{'points': [[x, y], ...], 'labels': [...], 'boxes': [[x1, y1, x2, y2], ...]}``.
+def imageprompts(points: Optional[Sequence], boxes: Optional[Sequence], name: str = 'prompts') -> Dict[str, list]:
+    """Checked prompts for one image; points may go with at most one box (one object), several boxes
+    segment one object each.
 
-    ``points`` are 'X,Y[,LABEL]' strings or [x, y(, label)] lists, ``boxes`` 'X1,Y1,X2,Y2' strings or lists.
-    Points may go with at most one box (one object); several boxes segment one object each.
+    Args:
+        points: 'X,Y[,LABEL]' strings or [x, y(, label)] lists, in pixels; None or empty for none.
+        boxes: 'X1,Y1,X2,Y2' strings or lists, in pixels; None or empty for none.
+        name: where the prompts came from, named in errors.
+    Returns:
+        {'points': [[x, y], ...], 'labels': [0 or 1, ...], 'boxes': [[x1, y1, x2, y2], ...]}.
+    Raises:
+        ValueError: a malformed point or box, no prompt at all, or points with several boxes.
     """
     parsed = [parsepoint(p, f'{name}: point {i}' if not isinstance(p, str) else '--point')
               for i, p in enumerate(points or [])]
@@ -67,8 +93,18 @@ def imageprompts(points, boxes, name='prompts'):
     return {'points': [p for p, _ in parsed], 'labels': [label for _, label in parsed], 'boxes': boxes}
 
 
-def readjson(path, name='--prompts'):
-    """The parsed JSON file at ``path``; FileNotFoundError / ValueError naming ``name`` otherwise."""
+def readjson(path: str, name: str = '--prompts') -> Any:
+    """The parsed contents of a JSON file.
+
+    Args:
+        path: the file's path.
+        name: the flag named in errors.
+    Returns:
+        The decoded JSON value.
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not UTF-8 JSON.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{name}: no such file: {path!r}')
     try:
@@ -78,9 +114,19 @@ def readjson(path, name='--prompts'):
         raise ValueError(f'{name}: {path!r} is not valid JSON ({error})') from None
 
 
-def imagepromptsfromfile(data, image_names, path):
-    """Per-image prompts from a prompts file: one {'points': ..., 'boxes': ...} for every image, or a dict
-    from image file name to such an entry. Returns {image name: checked prompts}."""
+def imagepromptsfromfile(data: Any, image_names: Sequence[str], path: str) -> Dict[str, Dict[str, list]]:
+    """Per-image prompts from a prompts file.
+
+    Args:
+        data: the file's JSON: one {'points': ..., 'boxes': ...} for every image, or a dict from image
+            file name to such an entry.
+        image_names: the file names of the images to prompt.
+        path: the file's path, named in errors.
+    Returns:
+        {image name: checked prompts as from ``imageprompts``}.
+    Raises:
+        ValueError: not a JSON object, an image without an entry, or a malformed entry.
+    """
     if not isinstance(data, dict):
         raise ValueError(f'--prompts {path!r} must hold a JSON object, got {type(data).__name__}')
     if set(data) <= {'points', 'boxes'}:
@@ -100,27 +146,50 @@ def imagepromptsfromfile(data, image_names, path):
     return result
 
 
-def videoprompts(events, data=None, path=None):
-    """Video prompts grouped per (frame, object): a list of {'frame', 'obj', 'points', 'labels', 'box'}.
+def videoprompts(events: Iterable[Tuple[str, Any]], data: Optional[Any] = None,
+                 path: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Video prompts grouped per (frame, object), from the flags and an optional prompts file.
 
-    ``events`` are ('frame', N), ('obj', ID), ('point', 'X,Y[,L]') and ('box', 'X1,Y1,X2,Y2') in command
-    line order: a point or box belongs to the latest --frame (default 0) and --obj, and every --obj needs
-    a point or box before the next --obj. ``data`` (a prompts file) is a list of
-    {"frame": N, "obj": ID, "points": [[x, y, label], ...], "box": [x1, y1, x2, y2]}.
+    Args:
+        events: ('frame', N), ('obj', ID), ('point', 'X,Y[,L]') and ('box', 'X1,Y1,X2,Y2') in command line
+            order: a point or box belongs to the latest --frame (default 0) and --obj, and every --obj
+            needs a point or box before the next --obj.
+        data: a prompts file's JSON, a list of {"frame": N, "obj": ID, "points": [[x, y, label], ...],
+            "box": [x1, y1, x2, y2]}; None for none.
+        path: the prompts file's path, named in errors.
+    Returns:
+        [{'frame': int, 'obj': int, 'points': [[x, y], ...], 'labels': [...], 'box': [x1, y1, x2, y2] or None}]
+        sorted by (frame, obj); coordinates in pixels of the original frames.
+    Raises:
+        ValueError: a malformed flag or entry, an object without a prompt, or two boxes for one object
+            and frame.
     """
     groups = {}
+    _flagprompts(groups, events)
+    if data is not None:
+        _fileprompts(groups, data, path)
+    empty = [key for key, entry in groups.items() if not entry['points'] and entry['box'] is None]
+    if not groups or empty:
+        raise ValueError('video prompts: give at least one --point or --box after --obj ID (or a --prompts file)'
+                         + (f'; object {empty[0][1]} on frame {empty[0][0]} has none' if empty else ''))
+    return [groups[key] for key in sorted(groups)]
 
-    def add(frame, obj, point=None, box=None, where='--obj'):
-        entry = groups.setdefault((frame, obj), {'frame': frame, 'obj': obj, 'points': [], 'labels': [], 'box': None})
-        if point is not None:
-            entry['points'].append(point[0])
-            entry['labels'].append(point[1])
-        if box is not None:
-            if entry['box'] is not None:
-                raise ValueError(f'{where}: object {obj} has two boxes on frame {frame}; give one box per object '
-                                 'and frame')
-            entry['box'] = box
 
+def _addprompt(groups, frame, obj, point=None, box=None, where='--obj'):
+    """Add a point ([x, y], label) or a box to the prompts of (frame, obj) in ``groups``."""
+    entry = groups.setdefault((frame, obj), {'frame': frame, 'obj': obj, 'points': [], 'labels': [], 'box': None})
+    if point is not None:
+        entry['points'].append(point[0])
+        entry['labels'].append(point[1])
+    if box is not None:
+        if entry['box'] is not None:
+            raise ValueError(f'{where}: object {obj} has two boxes on frame {frame}; give one box per object '
+                             'and frame')
+        entry['box'] = box
+
+
+def _flagprompts(groups, events):
+    """The --frame/--obj/--point/--box flags, in command line order, into ``groups``."""
     frame, obj, unprompted = 0, None, None
     for kind, value in list(events) + [('end', None)]:
         # an --obj followed by no point or box is a slip (its prompts went to another object), not a no-op
@@ -134,29 +203,27 @@ def videoprompts(events, data=None, path=None):
             if obj is None:
                 raise ValueError(f'--{kind} {value!r} needs an object first: --obj ID before the points and boxes '
                                  'of each object')
-            add(frame, obj, point=parsepoint(value) if kind == 'point' else None,
-                box=parsebox(value) if kind == 'box' else None)
+            _addprompt(groups, frame, obj, point=parsepoint(value) if kind == 'point' else None,
+                       box=parsebox(value) if kind == 'box' else None)
             unprompted = None
-    if data is not None:
-        if not isinstance(data, list):
-            raise ValueError(f'--prompts {path!r} must hold a JSON list of {{"frame", "obj", "points", "box"}} '
-                             f'entries, got {type(data).__name__}')
-        for i, entry in enumerate(data):
-            where = f'--prompts {path!r}, entry {i}'
-            if not isinstance(entry, dict) or 'obj' not in entry or not set(entry) <= {'frame', 'obj', 'points', 'box'}:
-                raise ValueError(f'{where} must be {{"frame": N, "obj": ID, "points": [[x, y, label], ...], '
-                                 f'"box": [x1, y1, x2, y2]}}, got {entry!r:.100}')
-            frame_i = _nonnegativeint(entry.get('frame', 0), f'{where}: frame')
-            obj_i = _nonnegativeint(entry['obj'], f'{where}: obj')
-            for j, point in enumerate(entry.get('points') or []):
-                add(frame_i, obj_i, point=parsepoint(point, f'{where}: point {j}'), where=where)
-            if entry.get('box') is not None:
-                add(frame_i, obj_i, box=parsebox(entry['box'], f'{where}: box'), where=where)
-    empty = [key for key, entry in groups.items() if not entry['points'] and entry['box'] is None]
-    if not groups or empty:
-        raise ValueError('video prompts: give at least one --point or --box after --obj ID (or a --prompts file)'
-                         + (f'; object {empty[0][1]} on frame {empty[0][0]} has none' if empty else ''))
-    return [groups[key] for key in sorted(groups)]
+
+
+def _fileprompts(groups, data, path):
+    """The entries of a video prompts file into ``groups``."""
+    if not isinstance(data, list):
+        raise ValueError(f'--prompts {path!r} must hold a JSON list of {{"frame", "obj", "points", "box"}} '
+                         f'entries, got {type(data).__name__}')
+    for i, entry in enumerate(data):
+        where = f'--prompts {path!r}, entry {i}'
+        if not isinstance(entry, dict) or 'obj' not in entry or not set(entry) <= {'frame', 'obj', 'points', 'box'}:
+            raise ValueError(f'{where} must be {{"frame": N, "obj": ID, "points": [[x, y, label], ...], '
+                             f'"box": [x1, y1, x2, y2]}}, got {entry!r:.100}')
+        frame = _nonnegativeint(entry.get('frame', 0), f'{where}: frame')
+        obj = _nonnegativeint(entry['obj'], f'{where}: obj')
+        for j, point in enumerate(entry.get('points') or []):
+            _addprompt(groups, frame, obj, point=parsepoint(point, f'{where}: point {j}'), where=where)
+        if entry.get('box') is not None:
+            _addprompt(groups, frame, obj, box=parsebox(entry['box'], f'{where}: box'), where=where)
 
 
 # object ids and frame numbers are stored as int32 by the model and in the outputs

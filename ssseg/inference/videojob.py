@@ -6,10 +6,13 @@ object, or with ``--indexed`` one ``indexed/<frame:05d>.png`` per frame whose pi
 ``video.json`` with the prompts and the frames written. Files are written as frames are tracked and each
 appears atomically, so memory stays bounded on long videos.
 """
+import argparse
 import os
+from typing import Callable
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from ..modules.utils.fileio import writeatomically, writeimage, writejson
@@ -98,8 +101,21 @@ def _writeoverlay(path, frames, frame_range, outdir, indexed, obj_ids, fps):
     writeatomically(path, writer)
 
 
-def runvideo(args, cfg, device, log):
-    """Prompt, propagate (forward, and backward when the first prompt is after frame 0), write; returns 0."""
+def runvideo(args: argparse.Namespace, cfg: dict, device: torch.device, log: Callable[[str], None]) -> int:
+    """The ``video`` sub-command: prompt, propagate (forward, and backward when the first prompt is after
+    frame 0) and write the masks, the overlay and ``video.json``.
+
+    Args:
+        args: the parsed command line.
+        cfg: the SAMV2 config dict, its ``ckptpath`` resolved.
+        device: where the model runs.
+        log: writes one message line for the user.
+    Returns:
+        The exit status, 0.
+    Raises:
+        ValueError, FileNotFoundError: bad prompts or options, a missing or unreadable video, or a frame
+            out of range.
+    """
     from ..modules.models.segmentors.samv2 import SAMV2VideoPredictor
     data = readjson(args.prompts) if args.prompts is not None else None
     groups = videoprompts(args.events, data, args.prompts)

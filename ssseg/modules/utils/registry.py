@@ -1,6 +1,6 @@
 """Registry helpers shared by every builder: one validated path from a config dict to a module."""
 import copy
-from typing import Any
+from typing import Any, Callable
 
 from mmengine.registry import Registry
 
@@ -49,9 +49,17 @@ def buildfromregistry(registry: Registry, cfg: dict, argname: str = 'cfg') -> An
         raise TypeError(f'{argname} (type {getattr(builder, "__name__", builder)}): {err}') from err
 
 
-def makebuilder(name: str, registry: Registry, argname: str):
-    """The function ``name(cfg)`` that builds from ``registry``: ``buildfromregistry(registry, cfg, argname)``."""
-    def build(cfg):
+def makebuilder(name: str, registry: Registry, argname: str) -> Callable[[dict], Any]:
+    """A public builder function for one registry.
+
+    Args:
+        name: the function's name, e.g. 'BuildSegmentor'.
+        registry: the registry it builds from.
+        argname: the argument named in its errors, e.g. 'segmentor_cfg'.
+    Returns:
+        ``build(cfg)``, which is ``buildfromregistry(registry, cfg, argname)``.
+    """
+    def build(cfg: dict) -> Any:
         return buildfromregistry(registry, cfg, argname)
     build.__name__ = build.__qualname__ = name
     build.__doc__ = (f'Build a {registry.name} from a config dict: ``cfg["type"]`` names a registered {registry.name}, '

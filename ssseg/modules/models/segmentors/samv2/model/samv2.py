@@ -255,13 +255,15 @@ class SAMV2(SAMV2TrackingMixin, nn.Module):
         """Decode masks and an object pointer for B objects from memory-conditioned features.
 
         Args:
-            backbone_features: (B, C, S/16, S/16) memory-conditioned features (ValueError otherwise).
+            backbone_features: (B, C, S/16, S/16) memory-conditioned features.
             point_inputs: None or dict(point_coords (B, P, 2) pixels of the S x S input, point_labels (B, P) int32).
             mask_inputs: None or (B, 1, h, w) float/bool mask, resized to the prompt encoder's mask size if needed.
             high_res_features, multimask_output: for the decoder; with multimask the single masks are the best-IoU ones.
         Returns:
             (low_res_multimasks (B, M, S/4, S/4), high_res_multimasks (B, M, S, S), ious (B, M), low_res_masks (B, 1,
-            S/4, S/4), high_res_masks (B, 1, S, S), obj_ptr (B, C), object_score_logits (B, 1)); masks float32."""
+            S/4, S/4), high_res_masks (B, 1, S, S), obj_ptr (B, C), object_score_logits (B, 1)); masks float32.
+        Raises:
+            ValueError: backbone_features not (B, C, S/16, S/16)."""
         batch_size, device = backbone_features.size(0), backbone_features.device
         expected = (self.sam_prompt_embed_dim, self.sam_image_embedding_size, self.sam_image_embedding_size)
         if tuple(backbone_features.shape[1:]) != expected:

@@ -170,9 +170,11 @@ def newobjectguard(state: dict, obj_id: Union[int, str]) -> Iterator[int]:
 
     Args:
         state: an inference state.
-        obj_id: an int or str object id (TypeError otherwise).
+        obj_id: an int or str object id.
     Returns:
         A context manager yielding the object's slot (an int).
+    Raises:
+        TypeError: an obj_id that is neither an int nor a str; whatever the guarded call raises.
     """
     count = len(state['obj_ids'])
     obj_idx = addobject(state, obj_id)
