@@ -195,12 +195,14 @@ def test_removeobject_and_cleared_prompts(pair, clip):
     session.assertinformative()
 
 
-def test_non_overlap_masks(pair, clip, monkeypatch):
-    """Outputs keep one object per pixel on both sides, from logits that agree.
+def nonoverlapchecker(pair, monkeypatch):
+    """A ``compare`` for outputs under ``non_overlap_masks``: each side keeps one object per pixel, from logits
+    that agree.
 
     Where two objects' logits tie within float32 round-off, each side may pick a different winner (the
     loser is clamped to -10): the constrained outputs are compared where both pick the same winner, a
     different winner must be such a tie, and the logits the constraint starts from are compared everywhere.
+    Returns ``(compare, raw)``; ``raw`` holds the unconstrained logits not yet compared (empty at the end).
     """
     raw = ([], [])
     for model, name, store in ((pair[0].model, 'applynonoverlappingconstraints', raw[0]),
@@ -226,7 +228,11 @@ def test_non_overlap_masks(pair, clip, monkeypatch):
         MINAGREE[f'{tag}/same_winner'] = min(MINAGREE.get(f'{tag}/same_winner', 1.0), share)
         assert ((ours > 0) == (theirs > 0)).float().mean().item() >= MIN_AGREEMENT
         assert not ((ours > 0).sum(0) > 1).any()
+    return decided, raw
 
+
+def test_non_overlap_masks(pair, clip, monkeypatch):
+    decided, raw = nonoverlapchecker(pair, monkeypatch)
     with temporaryattributes(pair, non_overlap_masks=True):
         session = Session(pair, clip, 'non_overlap')
         session.compare = decided

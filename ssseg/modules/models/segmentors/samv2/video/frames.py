@@ -57,6 +57,37 @@ def checkframeindex(frame_idx: int, num_frames: int, argname: str = 'frame_idx')
     return int(frame_idx)
 
 
+def normalizationtable(imgmean: Sequence[float] = IMAGENET_MEAN, imgstd: Sequence[float] = IMAGENET_STD) -> np.ndarray:
+    """Meta's per-pixel input ops (float64 /255, float32 rounding, - mean, / std) for the 256 levels of each channel.
+
+    Args:
+        imgmean, imgstd: the three RGB channel means and stds (of [0, 1] values).
+    Returns:
+        (3, 256) float32: entry [c, v] is the model input for value v of channel c.
+    """
+    mean = torch.tensor(imgmean, dtype=torch.float32).view(3, 1)
+    std = torch.tensor(imgstd, dtype=torch.float32).view(3, 1)
+    levels = torch.from_numpy(np.arange(256) / 255.0).to(torch.float32).view(1, 256)
+    return ((levels - mean) / std).numpy()
+
+
+def normalizeframe(rgb: np.ndarray, imagesize: int, table: np.ndarray) -> torch.Tensor:
+    """A frame as the model's input, equal bit for bit to Meta's JPEG loader (PIL resize, then the table).
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB frame.
+        imagesize: the model's input side S.
+        table: from :func:`normalizationtable`.
+    Returns:
+        (3, S, S) float32 CPU tensor.
+    """
+    resized = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize((imagesize, imagesize)))
+    out = np.empty((3, imagesize, imagesize), np.float32)
+    for channel in range(3):
+        np.take(table[channel], resized[..., channel], out=out[channel])
+    return torch.from_numpy(out)
+
+
 class _PrefetchState:
     """What the background loader shares with its owner; holds no reference to the owner itself."""
 
@@ -127,12 +158,7 @@ class VideoFrames:
         self.cachesize = cachesize
         self.offload_video_to_cpu = bool(offload_video_to_cpu)
         self.storagedevice = torch.device('cpu') if self.offload_video_to_cpu else self.device
-        self.imgmean = torch.tensor(imgmean, dtype=torch.float32).view(3, 1, 1)
-        self.imgstd = torch.tensor(imgstd, dtype=torch.float32).view(3, 1, 1)
-        # Meta's per-pixel ops (float64 /255, float32 rounding, - mean, / std) tabulated for the 256 levels of
-        # each channel: the same float32 operations, hence the same bits, at a fraction of the cost per frame
-        levels = torch.from_numpy(np.arange(256) / 255.0).to(torch.float32).view(1, 256)
-        self._lut = ((levels - self.imgmean.view(3, 1)) / self.imgstd.view(3, 1)).numpy()
+        self._lut = normalizationtable(imgmean, imgstd)
         self._cache = OrderedDict()  # frame index -> (normalized tensor, RGB frame), least recent first
         self._cachelock = threading.Lock()
         self._decodelock = threading.Lock()  # one decoder user at a time; held for a whole block
@@ -263,12 +289,7 @@ class VideoFrames:
         return self._normalize(rgb), rgb
 
     def _normalize(self, rgb):
-        """(3, S, S) float32 equal bit for bit to Meta's JPEG loader: PIL resize, then the tabulated ops."""
-        resized = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize((self.imagesize, self.imagesize)))
-        out = np.empty((3, self.imagesize, self.imagesize), np.float32)
-        for channel in range(3):
-            np.take(self._lut[channel], resized[..., channel], out=out[channel])
-        return torch.from_numpy(out).to(self.storagedevice)
+        return normalizeframe(rgb, self.imagesize, self._lut).to(self.storagedevice)
 
     def _put(self, idx, entry):
         with self._cachelock:

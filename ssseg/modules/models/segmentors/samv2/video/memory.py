@@ -19,6 +19,8 @@ from .state import NON_COND
 
 # logit Meta's video predictor writes into a filled hole: just above the 0 threshold
 HOLE_FILL_LOGIT = 0.1
+# frames between two returns of free heap pages to the system while tracking (see heap.trimheap)
+HEAP_TRIM_FRAMES = 50
 
 
 def fillsmallholes(pred_masks: torch.Tensor, max_area: float) -> tuple[torch.Tensor, Optional[tuple]]:

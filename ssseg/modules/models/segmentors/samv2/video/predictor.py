@@ -32,28 +32,30 @@ from ssseg.modules.utils.checks import asflag
 from ssseg.modules.utils.heap import trimheap
 
 from .frames import VideoFrames, checkframeindex
-from .memory import releaseframe, releaseoutside
+from .memory import HEAP_TRIM_FRAMES, releaseframe, releaseoutside
 from .prompts import maskprompt, pointprompt
 from .state import (
     COND,
     VideoStateError,
     checkobjid,
+    checkprompted,
+    checkpromptframe,
     checkstate,
+    checkstream,
     clearobjects,
     dropobject,
     newobjectguard,
     newstate,
     objidx,
 )
+from .stream import SAMV2VideoStreaming
 from .tracking import SAMV2VideoTracking
-
-# frames between two returns of free heap pages to the system during a propagation (see heap.trimheap)
-HEAP_TRIM_FRAMES = 50
 
 
 @metaaliases('init_state', 'reset_state', 'add_new_points', 'add_new_points_or_box', 'add_new_mask',
-             'propagate_in_video', 'remove_object', 'clear_all_prompts_in_frame', '_apply_non_overlapping_constraints')
-class SAMV2VideoPredictor(SAMV2VideoTracking, SAMV2PredictorBase):
+             'propagate_in_video', 'remove_object', 'clear_all_prompts_in_frame', '_apply_non_overlapping_constraints',
+             'init_stream', 'track_frame')
+class SAMV2VideoPredictor(SAMV2VideoStreaming, SAMV2VideoTracking, SAMV2PredictorBase):
     """Interactive video object segmentation with SAM 2 / SAM 2.1.
 
     Memory (details in :mod:`.memory`): frames are decoded on demand and only the last frame's image features are
@@ -61,6 +63,9 @@ class SAMV2VideoPredictor(SAMV2VideoTracking, SAMV2PredictorBase):
     position encoding. The S/4 x S/4 float32 low-res logits, object pointers and scores of every visited frame are
     kept: they are the outputs and what refinement clicks start from. On a CPU the freed heap pages go back to the
     system every ``HEAP_TRIM_FRAMES`` frames of a propagation, so resident memory does not creep up.
+
+    Live video (a camera, a stream, a video too long to hold): ``initstream()`` and ``trackframe(state, frame)``
+    track frames as they arrive, with prompts on the latest frame, in memory that stops growing (:mod:`.stream`).
 
     Args:
         samv2_cfg, model, device, load_ckpt_strict, use_default: the model, chosen as for :class:`SAMV2ImagePredictor`
@@ -168,7 +173,7 @@ class SAMV2VideoPredictor(SAMV2VideoTracking, SAMV2PredictorBase):
         """
         state = inference_state
         checkstate(state, self.model.image_size, self.device)
-        frame_idx = checkframeindex(frame_idx, state['num_frames'])
+        frame_idx = checkpromptframe(state, frame_idx)
         obj_id = checkobjid(obj_id)
         clear_old_points = asflag(clear_old_points, 'clear_old_points')
         normalize_coords = asflag(normalize_coords, 'normalize_coords')
@@ -210,7 +215,7 @@ class SAMV2VideoPredictor(SAMV2VideoTracking, SAMV2PredictorBase):
         """
         state = inference_state
         checkstate(state, self.model.image_size, self.device)
-        frame_idx = checkframeindex(frame_idx, state['num_frames'])
+        frame_idx = checkpromptframe(state, frame_idx)
         obj_id = checkobjid(obj_id)
         mask_inputs = maskprompt(mask, state['image_size'], state['device'],
                                  (state['video_height'], state['video_width']))
@@ -228,7 +233,7 @@ class SAMV2VideoPredictor(SAMV2VideoTracking, SAMV2PredictorBase):
         """
         state = inference_state
         checkstate(state, self.model.image_size, self.device)
-        frame_idx = checkframeindex(frame_idx, state['num_frames'])
+        frame_idx = checkpromptframe(state, frame_idx)
         need_output = asflag(need_output, 'need_output')
         self._clearprompts(state, objidx(state, obj_id), frame_idx)
         if not need_output:
@@ -268,7 +273,8 @@ class SAMV2VideoPredictor(SAMV2VideoTracking, SAMV2PredictorBase):
         dropobject(state, obj_idx)
         updated = []
         if need_output:
-            for frame_idx in prompted:
+            # a stream re-outputs only the frame it holds: the masks of earlier frames were handed out already
+            for frame_idx in prompted if not state.get('is_stream') else set(prompted) & {state['num_frames'] - 1}:
                 updated.append((frame_idx, self._framemasks(state, frame_idx, self._tempiscond(state, frame_idx))))
         return list(state['obj_ids']), updated
 
@@ -291,6 +297,7 @@ class SAMV2VideoPredictor(SAMV2VideoTracking, SAMV2PredictorBase):
         """
         state = inference_state
         checkstate(state, self.model.image_size, self.device)
+        checkstream(state, False, 'propagateinvideo')
         if start_frame_idx is not None:
             start_frame_idx = checkframeindex(start_frame_idx, state['num_frames'], 'start_frame_idx')
         count = max_frame_num_to_track
@@ -302,13 +309,7 @@ class SAMV2VideoPredictor(SAMV2VideoTracking, SAMV2PredictorBase):
                 raise ValueError(f'max_frame_num_to_track must be None or an int >= 0, got {int(count)}')
             count = int(count)
         reverse = asflag(reverse, 'reverse')
-        if not state['obj_ids']:
-            raise VideoStateError('propagateinvideo needs prompts: add points, a box or a mask for at least one '
-                                  'object first (addnewpointsorbox / addnewmask)')
-        for obj_idx, obj_id in state['obj_idx_to_id'].items():
-            if not (state['output_dict_per_obj'][obj_idx][COND] or state['temp_output_dict_per_obj'][obj_idx][COND]):
-                raise VideoStateError(f'object {obj_id!r} has no prompted frame (its prompts were cleared): add '
-                                      'points, a box or a mask for it, or remove it with removeobject')
+        checkprompted(state, 'propagateinvideo')
         return self._propagate(state, start_frame_idx, count, reverse)
 
     @torch.inference_mode()

@@ -32,9 +32,11 @@ from typing import Iterator, Optional, Union
 import numpy as np
 import torch
 
-from .frames import VideoFrames
+from .frames import FrameIndexError, VideoFrames, checkframeindex
 
 COND, NON_COND = 'cond_frame_outputs', 'non_cond_frame_outputs'
+# a stream's length is unknown: tracking treats it as a video longer than any pointer window
+STREAM_LENGTH = 2 ** 31 - 1
 _PER_OBJECT = ('point_inputs_per_obj', 'mask_inputs_per_obj', 'output_dict_per_obj', 'temp_output_dict_per_obj',
                'frames_tracked_per_obj')
 _REQUIRED = ('images', 'num_frames', 'image_size', 'obj_ids', 'obj_id_to_idx', 'device', 'storage_device') + _PER_OBJECT
@@ -96,6 +98,86 @@ def checkstate(state: dict, image_size: int, device: Optional[Union[str, torch.d
     if device is not None and torch.device(state['device']) != torch.device(device):
         raise ValueError(f'{argname} was made on device {state["device"]}, this predictor runs on {device}: call '
                          'initstate on this predictor')
+
+
+def checkstream(state: dict, stream: bool, method: str) -> None:
+    """Check that a state is of the kind ``method`` serves: a stream (``initstream``) or a video (``initstate``).
+
+    Args:
+        state: a checked inference state.
+        stream: whether ``method`` needs a stream.
+        method: the public method's name, for the message.
+    Returns:
+        None.
+    Raises:
+        VideoStateError: (a ValueError) a state of the other kind.
+    """
+    if bool(state.get('is_stream')) == stream:
+        return
+    if stream:
+        raise VideoStateError(f'{method} needs a stream from initstream(); this state was made by '
+                              'initstate(video_path): track it with propagateinvideo')
+    raise VideoStateError(f'{method} needs a state from initstate(video_path); this one is a stream from '
+                          'initstream(): give it frames one at a time with trackframe(state, frame)')
+
+
+def checkpromptframe(state: dict, frame_idx: int, argname: str = 'frame_idx') -> int:
+    """A frame index a prompt may go on: any frame of a video, the latest (held) frame of a stream.
+
+    Args:
+        state: a checked inference state.
+        frame_idx: the index to check, a Python or numpy int.
+        argname: the argument's name in error messages.
+    Returns:
+        ``frame_idx`` as a Python int.
+    Raises:
+        TypeError: a non-int. FrameIndexError: (a ValueError) outside the video, or not the frame a stream holds.
+        VideoStateError: a stream that holds no frame yet.
+    """
+    if not state.get('is_stream'):
+        return checkframeindex(frame_idx, state['num_frames'], argname)
+    if state['num_frames'] == 0:
+        raise VideoStateError('this stream holds no frame yet: give it one with trackframe(state, frame), then '
+                              'prompt that frame')
+    held = state['num_frames'] - 1
+    if isinstance(frame_idx, (bool, np.bool_)) or not isinstance(frame_idx, (int, np.integer)):
+        raise TypeError(f'{argname} must be an int (the latest frame of this stream, {held}), got '
+                        f'{type(frame_idx).__name__} {frame_idx!r}')
+    if frame_idx != held:
+        raise FrameIndexError(f'{argname} {int(frame_idx)}: this stream holds only frame {held} (the latest); '
+                              'prompts go on the latest frame')
+    return held
+
+
+def trackinglength(state: dict) -> int:
+    """The video length tracking is told: the frame count, or for a stream (no known length) ``STREAM_LENGTH``.
+
+    Args:
+        state: an inference state.
+    Returns:
+        A positive int.
+    """
+    return STREAM_LENGTH if state.get('is_stream') else state['num_frames']
+
+
+def checkprompted(state: dict, method: str) -> None:
+    """Check that tracking can start: there is an object, and each has a prompted frame.
+
+    Args:
+        state: a checked inference state.
+        method: the public method's name, for the message.
+    Returns:
+        None.
+    Raises:
+        VideoStateError: no object, or one whose prompts were all cleared.
+    """
+    if not state['obj_ids']:
+        raise VideoStateError(f'{method} needs prompts: add points, a box or a mask for at least one object first '
+                              '(addnewpointsorbox / addnewmask)')
+    for obj_idx, obj_id in state['obj_idx_to_id'].items():
+        if not (state['output_dict_per_obj'][obj_idx][COND] or state['temp_output_dict_per_obj'][obj_idx][COND]):
+            raise VideoStateError(f'object {obj_id!r} has no prompted frame (its prompts were cleared): add '
+                                  'points, a box or a mask for it, or remove it with removeobject')
 
 
 def checkobjid(obj_id: Union[int, str], argname: str = 'obj_id') -> Union[int, str]:

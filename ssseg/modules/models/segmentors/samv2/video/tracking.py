@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ssseg.modules.models.segmentors.samv2.model import NO_OBJ_SCORE
 
 from .memory import fillsmallholes, unfilledmasks
-from .state import COND, NON_COND, anyoutput
+from .state import COND, NON_COND, anyoutput, trackinglength
 
 # largest prompt logit magnitude fed back to the decoder with refinement clicks (avoids extreme values)
 PREV_LOGITS_CLAMP = 32.0
@@ -104,8 +104,9 @@ class SAMV2VideoTracking:
         """One object on one frame: ``(record to store, low-res logits on the compute device)``."""
         feats, poses, sizes = self._framefeatures(state, frame_idx)
         out = self.model.trackstep(frame_idx, is_init_cond_frame, feats, poses, sizes, point_inputs, mask_inputs,
-                                   state['output_dict_per_obj'][obj_idx], state['num_frames'], track_in_reverse=reverse,
-                                   run_mem_encoder=run_mem_encoder, prev_sam_mask_logits=prev_logits,
+                                   state['output_dict_per_obj'][obj_idx], trackinglength(state),
+                                   track_in_reverse=reverse, run_mem_encoder=run_mem_encoder,
+                                   prev_sam_mask_logits=prev_logits,
                                    rebuildmemory=lambda t, record: self._rebuildmemory(state, t, record))
         pred_masks, holes = fillsmallholes(out['pred_masks'], self.fill_hole_area)
         storage = state['storage_device']
