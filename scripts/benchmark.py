@@ -17,6 +17,7 @@ import tempfile
 import torch
 from benchmark_common import ROOT, loadimage, machine
 from benchmark_image import amgchild, amgrows, flopschild, flopsrows, imagechild, imagerows
+from benchmark_stream import streamchild, streammemorychild, streammemoryrows, streamrows
 from benchmark_video import videochild, videomemorychild, videomemoryrows, videorows
 
 
@@ -31,7 +32,8 @@ def parseargs():
     parser.add_argument('--markdown', action='store_true', help='print the table as markdown')
     parser.add_argument('--tasks', default='image,amg',
                         help='comma-separated: image (predictor), flops (encoder GFLOP/s vs matmul peak), '
-                             'amg (mask generator), video (s/frame), videomemory (long video RSS)')
+                             'amg (mask generator), video (s/frame), videomemory (long video RSS), stream '
+                             '(trackframe s/frame vs the official protocol), streammemory (long stream, ours only)')
     parser.add_argument('--amg-image', default=os.path.join(ROOT, '..', 'shared', 'data', 'images', 'cars.jpg'),
                         help='image for the mask generator (default: the docs cars image)')
     parser.add_argument('--amg-grids', default='16,32,16all',
@@ -56,6 +58,10 @@ def parseargs():
                         help='model input size for videomemory (both sides)')
     parser.add_argument('--video-memory-child', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--video-memory-child-folder', default=None, help=argparse.SUPPRESS)
+    parser.add_argument('--stream-frames', type=int, default=10000, help='length of the synthetic streammemory stream')
+    parser.add_argument('--stream-window', type=int, default=1000, help='streammemory samples every this many frames')
+    parser.add_argument('--stream-child', default=None, help=argparse.SUPPRESS)
+    parser.add_argument('--stream-memory-child', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--precision', default='float32', choices=('float32', 'bfloat16'),
                         help="ours' precision for image, amg and video (official stays float32); with bfloat16 "
                              'the last column gives the mask IoU against the official float32 output')
@@ -77,6 +83,10 @@ def main():
         return videomemorychild(args)
     if args.video_child:
         return videochild(args)
+    if args.stream_child:
+        return streamchild(args)
+    if args.stream_memory_child:
+        return streammemorychild(args)
     from ssseg.testing import writerandomcheckpoint
 
     tasks = set(args.tasks.split(','))
@@ -93,11 +103,15 @@ def main():
         rows += videorows(args, ckpt)
     if 'videomemory' in tasks:
         rows += videomemoryrows(args, ckpt)
+    if 'stream' in tasks:
+        rows += streamrows(args, ckpt)
+    if 'streammemory' in tasks:
+        rows += streammemoryrows(args)
     images = [f'{name} ({image.shape[1]}x{image.shape[0]}) for {task}'
               for task, path in (('image', args.image), ('amg', args.amg_image))
               if task in tasks for image, name in [loadimage(path)]]
-    if 'video' in tasks:
-        images.append(f'{os.path.basename(args.video)} (first {args.video_frames} frames) for video')
+    if tasks & {'video', 'stream'}:
+        images.append(f'{os.path.basename(args.video)} (first {args.video_frames} frames) for video and stream')
     print(f'# {args.cfg}, ours {args.precision} / official float32, CPU; {"; ".join(images)}; '
           f'{machine()}; {datetime.date.today().isoformat()}')
     header = ('measurement', 'ours (s)', 'official (s)', 'ours/official', 'same outputs?')

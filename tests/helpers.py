@@ -4,56 +4,27 @@ Random-weight checkpoints in Meta's format and synthetic images come from :mod:`
 benchmark script uses them too); the rest is only for tests.
 """
 import contextlib
-import copy
-import os
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ssseg.modules.utils.configs import loadsegmentorcfg
-from ssseg.testing import CHECKPOINT_NAMES, ORACLE_CONFIGS, buildoraclemodel, syntheticimage, writerandomcheckpoint  # noqa: F401 (shared with the tests)
+from ssseg.testing import (  # noqa: F401 (shared with the tests)
+    CHECKPOINT_NAMES,
+    ORACLE_CONFIGS,
+    buildoraclemodel,
+    reachablebytes,
+    syntheticimage,
+    tinycfg,
+    writerandomcheckpoint,
+    writetinyckpt,
+)
 
 # the synthetic video of makeframes(): frames and size
 NUM_FRAMES, H, W = 30, 60, 80
 # (H, W) of the edge-case masks the mask helpers are tested on
 MASK_SIZES = [(37, 53), (53, 37), (1, 1), (1, 9), (9, 1), (2, 2), (64, 48)]
-
-
-def tinycfg(version='2.1'):
-    cfg = loadsegmentorcfg('samv21_hiera_tiny' if version == '2.1' else 'samv2_hiera_tiny')
-    dim, mem = 32, 16
-    cfg['image_size'] = 128
-    cfg['image_encoder']['trunk'] = {'type': 'Hiera', 'embed_dim': 8, 'num_heads': 1, 'stages': [1, 1, 2, 1],
-                                     'global_att_blocks': [2], 'window_spec': [4, 4, 2, 2],
-                                     'window_pos_embed_bkg_spatial_size': [4, 4]}
-    cfg['image_encoder']['neck'].update({'d_model': dim, 'backbone_channel_list': [64, 32, 16, 8]})
-    cfg['image_encoder']['neck']['position_encoding']['num_pos_feats'] = dim
-    attention = cfg['memory_attention']
-    attention.update({'d_model': dim, 'num_layers': 1})
-    attention['layer'].update({'d_model': dim, 'dim_feedforward': 64})
-    attention['layer']['self_attention'].update({'embedding_dim': dim, 'feat_sizes': [8, 8]})
-    attention['layer']['cross_attention'].update({'embedding_dim': dim, 'feat_sizes': [8, 8], 'kv_in_dim': mem})
-    encoder = cfg['memory_encoder']
-    encoder.update({'out_dim': mem, 'in_dim': dim})
-    encoder['position_encoding']['num_pos_feats'] = mem
-    encoder['mask_downsampler']['embed_dim'] = dim
-    encoder['fuser']['layer']['dim'] = dim
-    cfg['mask_decoder'].update({'iou_head_hidden_dim': dim})
-    cfg['mask_decoder']['transformer'].update({'embedding_dim': dim, 'mlp_dim': 64, 'num_heads': 2})
-    return copy.deepcopy(cfg)
-
-
-def writetinyckpt(path, version='2.1', seed=0):
-    """Build the tiny model with seeded random weights and save it in Meta's format; returns its cfg."""
-    from ssseg.modules import BuildSegmentor
-    cfg = tinycfg(version)
-    torch.manual_seed(seed)
-    model = BuildSegmentor(cfg)
-    torch.save({'model': model.state_dict()}, path)
-    cfg['ckptpath'] = os.fspath(path)
-    return cfg
 
 
 def perturbed(module, seed, scale=0.05):
@@ -145,3 +116,46 @@ def writeclip(folder, num_frames=12, height=120, width=160):
         frame[60 + 3 * t:95 + 3 * t, 100:140] = (40, 200, 60)
         cv2.imwrite(str(folder / f'{t:05d}.jpg'), np.ascontiguousarray(frame[..., ::-1]))
     return str(folder)
+
+
+# the real class, kept before any test stands a fake in for it
+REAL_CAPTURE = cv2.VideoCapture
+
+
+class FakeCapture:
+    """A real OpenCV capture of the video file ``path`` standing in for a camera or URL: every read after ``good``
+    frames fails, as when a camera is unplugged or a connection drops; ``onread(n)``, when given, is called before
+    the n-th read (1-based). ``reads`` counts the reads, ``released`` the releases."""
+
+    def __init__(self, path, good=None, onread=None):
+        self.cap, self.good, self.onread, self.reads, self.released = REAL_CAPTURE(path), good, onread, 0, 0
+
+    def isOpened(self):
+        return self.cap.isOpened()
+
+    def read(self):
+        self.reads += 1
+        if self.onread is not None:
+            self.onread(self.reads)
+        if self.good is not None and self.reads > self.good:
+            return False, None
+        return self.cap.read()
+
+    def get(self, prop):
+        return self.cap.get(prop)
+
+    def release(self):
+        self.released += 1
+        self.cap.release()
+
+
+def fakecaptures(monkeypatch, path, good=None, onread=None):
+    """Make every ``cv2.VideoCapture(...)`` from now on (until the test ends) a :class:`FakeCapture` of ``path``;
+    returns the list of (args, capture) opened."""
+    opened = []
+
+    def make(*args):
+        opened.append((args, FakeCapture(path, good, onread)))
+        return opened[-1][1]
+    monkeypatch.setattr(cv2, 'VideoCapture', make)
+    return opened

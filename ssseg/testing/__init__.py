@@ -5,5 +5,8 @@ so that both implementations load the very same file; nothing here is needed to 
 """
 from .checkpoints import CHECKPOINT_NAMES, ORACLE_CONFIGS, buildoraclemodel, writerandomcheckpoint
 from .images import syntheticimage
+from .memory import reachablebytes
+from .tiny import tinycfg, writetinyckpt
 
-__all__ = ['CHECKPOINT_NAMES', 'ORACLE_CONFIGS', 'buildoraclemodel', 'writerandomcheckpoint', 'syntheticimage']
+__all__ = ['CHECKPOINT_NAMES', 'ORACLE_CONFIGS', 'buildoraclemodel', 'reachablebytes', 'syntheticimage', 'tinycfg',
+           'writerandomcheckpoint', 'writetinyckpt']
