@@ -3,9 +3,11 @@
     ssseg image --cfg samv21_hiera_tiny --image truck.jpg --point 500,375 --outdir out
     ssseg amg   --cfg samv21_hiera_tiny --image photos/ --points-per-side 32 --outdir out
     ssseg video --cfg samv21_hiera_tiny --video bedroom.mp4 --frame 0 --obj 1 --point 210,350 --outdir out
+    ssseg video --cfg samv21_hiera_tiny --stream --video 0 --obj 1 --box 100,80,300,260 --outdir out
 
 Bad input ends the command with a one-line ``ssseg <command>: error: ...`` on stderr and exit status 2;
-a folder run where some images failed exits with 1 after finishing the others.
+a folder run where some images failed exits with 1 after finishing the others. ``video --stream`` exits
+with 130 after Ctrl-C and with 1 when a live source drops, its outputs finalised either way.
 """
 import argparse
 import os
@@ -18,6 +20,7 @@ from tqdm import tqdm
 from ..modules.utils.checkpoints import CheckpointError, CheckpointNotFoundError
 from .distributed import Ranks
 from .imagejobs import AMG_OPTIONS, runimages
+from .streamjob import runstream
 from .videojob import runvideo
 
 
@@ -76,7 +79,16 @@ def buildparser() -> argparse.ArgumentParser:
     amg.add_argument('--overwrite', action='store_true', help='redo images that already have results')
 
     video = commands.add_parser('video', parents=[common], help='track objects prompted on frames through a video')
-    video.add_argument('--video', required=True, help='a video file (mp4, ...) or a folder of numbered JPEG frames')
+    video.add_argument('--video', required=True, metavar='SOURCE',
+                       help='a video file (mp4, ...) or a folder of numbered JPEG frames; with --stream a video file, '
+                            'a camera index (digits, e.g. 0) or a stream URL (rtsp://, rtsps://, http://, https://, '
+                            'rtmp://, udp://, tcp://)')
+    video.add_argument('--stream', action='store_true',
+                       help='read the frames in order and track each as it arrives, in bounded memory (no backward '
+                            'pass: an object has masks from its first prompted frame on); prompts apply when their '
+                            'frame arrives; Ctrl-C stops cleanly (exit 130), a dropped live source exits 1')
+    video.add_argument('--max-frames', type=int, default=None, metavar='N',
+                       help='with --stream: stop after N frames (default: at the end of the source, or Ctrl-C)')
     video.add_argument('--frame', dest='frame', action=_Ordered, metavar='N', help='frame of the prompts that '
                                                                                    'follow (default 0)')
     video.add_argument('--obj', dest='obj', action=_Ordered, metavar='ID', help='object id of the prompts that follow')
@@ -88,7 +100,8 @@ def buildparser() -> argparse.ArgumentParser:
                        help='JSON list of {"frame": N, "obj": ID, "points": [[x, y, label]...], "box": [x1, y1, x2, '
                             'y2]}')
     video.add_argument('--indexed', action='store_true', help='one PNG per frame whose values are object ids')
-    video.add_argument('--fps', type=float, default=None, help="overlay frame rate (default: the video's, or 24)")
+    video.add_argument('--fps', type=float, default=None,
+                       help="overlay frame rate (default: the video's or stream's, or 24)")
     video.set_defaults(events=[])
     return parser
 
@@ -139,7 +152,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Args:
         argv: the arguments after ``ssseg``; None reads ``sys.argv``.
     Returns:
-        The exit status: 0 done, 1 some images of a folder failed, 2 bad input.
+        The exit status: 0 done, 1 some images of a folder failed or a ``video --stream`` live source dropped,
+        2 bad input, 130 a ``video --stream`` run stopped by Ctrl-C.
     Raises:
         SystemExit: from argparse, for a malformed command line (status 2) or ``--help`` (status 0).
     """
@@ -161,7 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 if args.command == 'video':
                     if ranks.world > 1:
                         raise ValueError('video runs in one process; use torchrun only for image and amg folders')
-                    return runvideo(args, cfg, ranks.device, log)
+                    return (runstream if args.stream else runvideo)(args, cfg, ranks.device, log)
                 return runimages(args, ranks, cfg, log)
     except (ValueError, TypeError, OSError) as error:
         message = ' '.join(str(error).split())

@@ -4,11 +4,11 @@ Outputs in ``--outdir``: ``masks/<obj id>/<frame:05d>.png`` (0/255 at the video'
 object, or with ``--indexed`` one ``indexed/<frame:05d>.png`` per frame whose pixel values are object ids
 (0 is background; later ids win where objects overlap); ``overlay.mp4`` (all objects over the frames);
 ``video.json`` with the prompts and the frames written. Files are written as frames are tracked and each
-appears atomically, so memory stays bounded on long videos.
+appears atomically, so memory stays bounded on long videos. ``--stream`` runs :mod:`.streamjob` instead.
 """
 import argparse
 import os
-from typing import Callable
+from typing import Any, Callable, Dict, List, Tuple
 
 import cv2
 import numpy as np
@@ -51,7 +51,8 @@ def _maskpath(outdir, indexed, frame_idx, obj_id=None):
 
 
 def _writeframe(outdir, indexed, frame_idx, obj_ids, logits):
-    """Write one frame's masks from (N, 1, H, W) logits."""
+    """Write one frame's masks from (N, 1, H, W) logits; returns {obj id: (H, W) bool} as written (with
+    ``indexed``, where an object lost an overlap to a later id, the label image shows the later one)."""
     masks = (logits[:, 0] > 0).cpu().numpy()
     if indexed:
         labels = np.zeros(masks.shape[1:], np.uint8)
@@ -60,11 +61,12 @@ def _writeframe(outdir, indexed, frame_idx, obj_ids, logits):
         path = _maskpath(outdir, True, frame_idx)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         writeimage(path, labels)
-        return
+        return {obj_id: labels == obj_id for obj_id in obj_ids}
     for obj_id, mask in zip(obj_ids, masks):
         path = _maskpath(outdir, False, frame_idx, obj_id)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         writeimage(path, mask.astype(np.uint8) * 255)
+    return dict(zip(obj_ids, masks))
 
 
 def _readmasks(outdir, indexed, frame_idx, obj_ids):
@@ -80,6 +82,22 @@ def _readmasks(outdir, indexed, frame_idx, obj_ids):
     return masks
 
 
+def blend(rgb: np.ndarray, masks: Dict[int, np.ndarray], colors: Dict[int, np.ndarray]) -> np.ndarray:
+    """One overlay frame: each object's colour blended half into its mask.
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB frame.
+        masks: {obj id: (H, W) bool}, blended in this order.
+        colors: {obj id: RGB colour} from the palette.
+    Returns:
+        (H, W, 3) uint8 BGR, contiguous (what cv2.VideoWriter takes).
+    """
+    canvas = rgb.astype(np.float32)
+    for obj_id, mask in masks.items():
+        canvas[mask] = 0.5 * canvas[mask] + 0.5 * colors[obj_id]
+    return np.ascontiguousarray(np.clip(canvas, 0, 255).astype(np.uint8)[..., ::-1])
+
+
 def _writeoverlay(path, frames, frame_range, outdir, indexed, obj_ids, fps):
     """overlay.mp4: every frame in ``frame_range`` with its objects blended in (mp4v, OpenCV only)."""
     colors = _palette(obj_ids)
@@ -91,14 +109,49 @@ def _writeoverlay(path, frames, frame_range, outdir, indexed, obj_ids, fps):
             return False
         try:
             for frame_idx in tqdm(frame_range, desc='overlay video', disable=len(frame_range) < 10):
-                canvas = frames.rgbframe(frame_idx).astype(np.float32)
-                for obj_id, mask in _readmasks(outdir, indexed, frame_idx, obj_ids).items():
-                    canvas[mask] = 0.5 * canvas[mask] + 0.5 * colors[obj_id]
-                video.write(np.ascontiguousarray(np.clip(canvas, 0, 255).astype(np.uint8)[..., ::-1]))
+                video.write(blend(frames.rgbframe(frame_idx), _readmasks(outdir, indexed, frame_idx, obj_ids), colors))
         finally:
             video.release()
         return True
     writeatomically(path, writer)
+
+
+def promptsofargs(args: argparse.Namespace) -> Tuple[List[Dict[str, Any]], List[int]]:
+    """The video prompts of the command line (flags and ``--prompts`` file), checked for ``--indexed``.
+
+    Args:
+        args: the parsed command line.
+    Returns:
+        (groups, obj_ids): the prompts per (frame, object) as from ``videoprompts``, and the sorted object ids.
+    Raises:
+        ValueError, FileNotFoundError: bad prompts, or ids outside 1..255 with ``--indexed``.
+    """
+    data = readjson(args.prompts) if args.prompts is not None else None
+    groups = videoprompts(args.events, data, args.prompts)
+    obj_ids = sorted({g['obj'] for g in groups})
+    if args.indexed and not 1 <= min(obj_ids) <= max(obj_ids) <= 255:
+        bad = min(obj_ids) if min(obj_ids) < 1 else max(obj_ids)
+        raise ValueError(f'--indexed writes 8-bit PNGs with 0 for background: object ids must be 1..255, got {bad}')
+    return groups, obj_ids
+
+
+def videosummary(args: argparse.Namespace, cfg: dict, num_frames: int, frames_written: Any, obj_ids: List[int],
+                 groups: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The contents of ``video.json``.
+
+    Args:
+        args: the parsed command line.
+        cfg: the SAMV2 config dict, its ``ckptpath`` resolved.
+        num_frames: frames in the video.
+        frames_written: [first, last] frame with masks written (None for none).
+        obj_ids: the objects tracked.
+        groups: the prompts.
+    Returns:
+        The summary dict.
+    """
+    return {'video': args.video, 'num_frames': num_frames, 'frames_written': frames_written, 'objects': obj_ids,
+            'prompts': groups, 'masks': 'indexed/<frame>.png' if args.indexed else 'masks/<obj id>/<frame>.png',
+            'overlay': 'overlay.mp4', 'cfg': args.cfg, 'ckpt': cfg['ckptpath'], 'precision': args.precision}
 
 
 def runvideo(args: argparse.Namespace, cfg: dict, device: torch.device, log: Callable[[str], None]) -> int:
@@ -113,16 +166,13 @@ def runvideo(args: argparse.Namespace, cfg: dict, device: torch.device, log: Cal
     Returns:
         The exit status, 0.
     Raises:
-        ValueError, FileNotFoundError: bad prompts or options, a missing or unreadable video, or a frame
-            out of range.
+        ValueError, FileNotFoundError: bad prompts or options (--max-frames without --stream), a missing or
+            unreadable video, or a frame out of range.
     """
     from ..modules.models.segmentors.samv2 import SAMV2VideoPredictor
-    data = readjson(args.prompts) if args.prompts is not None else None
-    groups = videoprompts(args.events, data, args.prompts)
-    obj_ids = sorted({g['obj'] for g in groups})
-    if args.indexed and not 1 <= min(obj_ids) <= max(obj_ids) <= 255:
-        bad = min(obj_ids) if min(obj_ids) < 1 else max(obj_ids)
-        raise ValueError(f'--indexed writes 8-bit PNGs with 0 for background: object ids must be 1..255, got {bad}')
+    if getattr(args, 'max_frames', None) is not None:
+        raise ValueError('--max-frames needs --stream (without it the whole video is tracked)')
+    groups, obj_ids = promptsofargs(args)
     if not os.path.exists(args.video):
         raise FileNotFoundError(f'--video: no such file or folder: {args.video!r}')
     predictor = SAMV2VideoPredictor(samv2_cfg=cfg, device=device, precision=args.precision)
@@ -152,10 +202,7 @@ def runvideo(args: argparse.Namespace, cfg: dict, device: torch.device, log: Cal
     overlay = os.path.join(args.outdir, 'overlay.mp4')
     _writeoverlay(overlay, state['images'], frame_range, args.outdir, args.indexed, obj_ids,
                   _sourcefps(args.video, args.fps))
-    summary = {'video': args.video, 'num_frames': num_frames, 'frames_written': [frame_range[0], frame_range[-1]],
-               'objects': obj_ids, 'prompts': groups, 'masks': 'indexed/<frame>.png' if args.indexed else
-               'masks/<obj id>/<frame>.png', 'overlay': 'overlay.mp4', 'cfg': args.cfg, 'ckpt': cfg['ckptpath'],
-               'precision': args.precision}
+    summary = videosummary(args, cfg, num_frames, [frame_range[0], frame_range[-1]], obj_ids, groups)
     writejson(os.path.join(args.outdir, 'video.json'), summary, indent=1)
     log(f'wrote masks of {len(obj_ids)} object(s) on {len(frame_range)} frame(s) and {overlay}')
     return 0

@@ -2,14 +2,14 @@
 order, like a notebook's cells (each page in a namespace of its own).
 
 The model zoo page (docs/modelzoo/samv2/README.md) reads ``images/truck.jpg``, ``images/groceries.jpg``,
-``images/cars.jpg`` and ``videos/bedroom/`` relative to where it runs; the README reads ``truck.jpg`` and
-``sam2.1_hiera_tiny.pt``. The blocks run in a subprocess whose working folders hold synthetic stand-ins for
-those files and whose TORCH_HOME holds a random-weight checkpoint, so nothing is downloaded. For speed the test
-(not the page) swaps every model of the model zoo page for SAM 2.1 Hiera-T, thins the automatic-mask grids,
-drops the thresholds of the options example (random weights pass none, and the saving of real masks should
-run too) and moves the correction frame into the short clip; each substitution must match the page, so an edit
-of the page cannot silently skip one. After each block, every file the block names (a quoted name ending in
-.png, .json or .mp4; '{...}' fields and f-string fields match anything) must have been written by that block.
+``images/cars.jpg``, ``videos/bedroom/`` and ``videos/bedroom.mp4`` relative to where it runs; the README reads
+``truck.jpg`` and ``sam2.1_hiera_tiny.pt``. The blocks run in a subprocess whose working folders hold synthetic
+stand-ins for those files and whose TORCH_HOME holds a random-weight checkpoint, so nothing is downloaded. For
+speed the test (not the page) swaps every model of the model zoo page for SAM 2.1 Hiera-T, thins the automatic-mask
+grids, drops the thresholds of the options example (random weights pass none, and the saving of real masks should
+run too) and moves the correction frame into the short clip; each substitution must match the page, so an edit of
+the page cannot silently skip one. After each block, every file the block names (a quoted name ending in .png,
+.json or .mp4; '{...}' fields and f-string fields match anything) must have been written by that block.
 Bash blocks (set-up and command line) are not run here.
 """
 import ast
@@ -33,6 +33,8 @@ NUM_FRAMES = 4
 # (image path, height, width): sizes keep every coordinate of the page inside the image
 IMAGES = (('images/truck.jpg', 1200, 1800), ('images/groceries.jpg', 534, 800), ('images/cars.jpg', 750, 1125))
 VIDEO_SIZE = (540, 960)
+# data the page reads (written by _writedata), not outputs its blocks write
+INPUT_FILES = {path for path, _, _ in IMAGES} | {'videos/bedroom.mp4'}
 # (pattern, replacement, why): regular expressions applied to every block; each must match the page
 SUBSTITUTIONS = (
     (r'use_default_samv21?_(?:t|s|bplus|l)=True', 'use_default_samv21_t=True', 'every model becomes the tiny one'),
@@ -97,7 +99,8 @@ def _fieldstoglob(text):
 
 def _outputnames(code):
     """Glob patterns of the output files a block names: string literals (not comments) ending in an
-    output suffix; '{...}' fields of str.format patterns and f-string fields become '*'."""
+    output suffix, other than the page's input files; '{...}' fields of str.format patterns and f-string
+    fields become '*'."""
     tree = ast.parse(code)
     names, inside = [], set()
     for node in ast.walk(tree):
@@ -108,7 +111,7 @@ def _outputnames(code):
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in inside:
             names.append(_fieldstoglob(node.value))
-    return sorted({name for name in names if name.endswith(OUTPUT_SUFFIXES)})
+    return sorted({name for name in names if name.endswith(OUTPUT_SUFFIXES) and name not in INPUT_FILES})
 
 
 def _substitute(blocks):
@@ -126,17 +129,21 @@ def _substitute(blocks):
 
 
 def _writedata(root):
-    """Synthetic files at the page's data paths: three images and a short clip of numbered JPEG frames."""
+    """Synthetic files at the page's data paths: three images and a short clip, as numbered JPEG frames and as an
+    .mp4 (the streaming example's source)."""
     for seed, (path, height, width) in enumerate(IMAGES, 1):
         os.makedirs(os.path.join(root, os.path.dirname(path)), exist_ok=True)
         assert cv2.imwrite(os.path.join(root, path), syntheticimage(height, width, seed=seed)[..., ::-1])
     clip = os.path.join(root, 'videos', 'bedroom')
     os.makedirs(clip)
     scene = syntheticimage(*VIDEO_SIZE, seed=len(IMAGES) + 1)
+    writer = cv2.VideoWriter(clip + '.mp4', cv2.VideoWriter_fourcc(*'mp4v'), 24, VIDEO_SIZE[::-1])
     for frame_idx in range(NUM_FRAMES):
         frame = scene.copy()
         frame[:, 12 * frame_idx:] = scene[:, :VIDEO_SIZE[1] - 12 * frame_idx]  # the scene pans to the right
         assert cv2.imwrite(os.path.join(clip, f'{frame_idx:05d}.jpg'), frame[..., ::-1])
+        writer.write(frame[..., ::-1])
+    writer.release()
 
 
 def _pageblocks():
@@ -152,6 +159,7 @@ def test_outputnames():
             saveoverlay(img, masks, f'tracked_{idx:05d}.png')
         savecocojson(masks, 'cars.json', image_size=(2, 2))
         image = load('images/truck.jpg')
+        stream = VideoStream('videos/bedroom.mp4')  # an input, not an output
     ''')
     assert _outputnames(code) == ['batch_*.png', 'cars.json', 'tracked_*.png', 'truck_point_*.png']
 
