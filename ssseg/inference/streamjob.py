@@ -178,10 +178,8 @@ def runstream(args: argparse.Namespace, cfg: dict, device: torch.device, log: Ca
     """The ``video --stream`` sub-command (see the module docstring).
 
     Args:
-        args: the parsed command line.
-        cfg: the SAMV2 config dict, its ``ckptpath`` resolved.
-        device: where the model runs.
-        log: writes one message line for the user.
+        args, cfg, device, log: as for :func:`.videojob.runvideo` (the parsed command line, the SAMV2 config
+            with its ``ckptpath`` resolved, the model's device, a writer of one message line).
     Returns:
         The exit status: 0 at the end of a file or after --max-frames, 130 after Ctrl-C, 1 when a live source
         dropped (its message logged as an error line).
