@@ -12,6 +12,9 @@ that reads ``state['num_frames']``, ``state['obj_ids']`` or ``state['video_heigh
   ``output_dict_per_obj[i]`` and ``temp_output_dict_per_obj[i]`` (each ``{'cond_frame_outputs':
   {frame: record}, 'non_cond_frame_outputs': {frame: record}}``), ``frames_tracked_per_obj[i][frame]
   = {'reverse': bool}``.
+- ``is_stream``: present (True) in a stream from ``initstream``, whose ``images`` is a
+  :class:`.stream.StreamFrames` holding only the latest frame and whose ``num_frames`` counts the
+  frames given so far.
 - ``cached_features``: ``{frame: backbone output}`` for the last frame encoded only;
   ``constants['maskmem_pos_enc']``: the memory position encoding, one copy shared by every record.
 
