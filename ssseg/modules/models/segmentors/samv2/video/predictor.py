@@ -159,8 +159,8 @@ class SAMV2VideoPredictor(SAMV2VideoStreaming, SAMV2VideoTracking, SAMV2Predicto
                           box: Optional[ArrayLike] = None) -> tuple[int, list, torch.Tensor]:
         """Add clicks and/or a box for object ``obj_id`` on frame ``frame_idx`` and segment it there.
         Args:
-            inference_state: from :meth:`initstate`; frame_idx: an int in [0, num_frames - 1]; obj_id: an int or a
-                str (a new one adds an object).
+            inference_state: from :meth:`initstate` (or :meth:`initstream`); frame_idx: an int in [0, num_frames - 1]
+                (on a stream: its latest frame); obj_id: an int or a str (a new one adds an object).
             points: (P, 2) or (1, P, 2) (x, y) pixels of the frame; labels: (P,) or (1, P), 1 foreground, 0
                 background. On a frame the object was already tracked on, the clicks refine the tracked mask.
             box: one x1, y1, x2, y2 box, pixels too (needs ``clear_old_points``; it goes before the points).
