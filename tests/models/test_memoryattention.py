@@ -113,13 +113,32 @@ def test_object_pointers_are_not_rotated():
     # capture the keys handed to attention and compare them with the plain projected keys
     attn = RoPEAttention(8, 1, rope_k_repeat=True, feat_sizes=(2, 2)).eval()
     seen = {}
-    attn._attendandmerge = lambda q, k, v: seen.setdefault('k', k)
+    attn._attendandmerge = lambda q, k, v, key_mask=None: seen.setdefault('k', k)
     kv = torch.randn(1, 4 * 2 + 3, 8)
     with torch.no_grad():
         attn(torch.randn(1, 4, 8), kv, kv, num_k_exclude_rope=3)
         projected = attn._splitheads(attn.k_proj(kv))
     assert torch.equal(seen['k'][:, :, -3:], projected[:, :, -3:])
     assert not torch.allclose(seen['k'][:, :, 1:8], projected[:, :, 1:8])
+
+
+def test_masked_keys_equal_the_shorter_memory():
+    # padding keys masked out give each row the attention over its own keys only
+    attn = RoPEAttention(16, 2, rope_k_repeat=True, feat_sizes=(2, 2)).eval()
+    q = torch.randn(2, 4, 16)
+    short, long = torch.randn(1, 4 + 2, 16), torch.randn(1, 8 + 3, 16)
+    padded = torch.zeros(2, 8 + 3, 16)
+    padded[0, :4], padded[0, 8:10] = short[0, :4], short[0, 4:]
+    padded[1] = long[0]
+    key_mask = torch.zeros(2, 11, dtype=torch.bool)
+    key_mask[0, :4], key_mask[0, 8:10], key_mask[1] = True, True, True
+    with torch.no_grad():
+        batched = attn(q, padded, padded, num_k_exclude_rope=3, key_mask=key_mask)
+        alone = [attn(q[:1], short, short, num_k_exclude_rope=2), attn(q[1:], long, long, num_k_exclude_rope=3)]
+    torch.testing.assert_close(batched, torch.cat(alone), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        unmasked = attn(q, padded, padded, num_k_exclude_rope=3)
+    assert not torch.allclose(unmasked[0], alone[0][0], atol=1e-3)
 
 
 def test_ropeattention_bad_inputs():

@@ -67,30 +67,35 @@ class Attention(nn.Module):
         """Project inputs and split heads: q -> (B, h, Nq, D); k, v -> (B, h, Nk, D)."""
         return self._splitheads(self.q_proj(q)), self._splitheads(self.k_proj(k)), self._splitheads(self.v_proj(v))
 
-    def _attendandmerge(self, q, k, v):
+    def _attendandmerge(self, q, k, v, key_mask=None):
         """Attention over split heads, then merge heads and project: -> (B, Nq, embedding_dim).
 
-        A batch of 1 on either side is broadcast over the other (one image shared by many prompts)."""
+        A batch of 1 on either side is broadcast over the other (one image shared by many prompts). ``key_mask``
+        None or (B, Nk) bool, True for keys that are attended (padding of objects batched together is False)."""
         batch = max(q.shape[0], k.shape[0])
         if q.shape[0] != batch:
             q = q.expand(batch, -1, -1, -1)
         if k.shape[0] != batch:
             k, v = k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout_p if self.training else 0.0)
+        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                             dropout_p=self.dropout_p if self.training else 0.0)
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """q (B, Nq, embedding_dim), k and v (B, Nk, kv_in_dim) -> (B, Nq, embedding_dim); B may be 1 on one side.
 
         Args:
             q: (B, Nq, embedding_dim) queries.
             k: (B, Nk, kv_in_dim) keys.
             v: (B, Nk, kv_in_dim) values, with k's batch.
+            key_mask: None, or (B, Nk) bool with False on padding keys, which get no attention weight.
 
         Returns:
             (B, Nq, embedding_dim) attended queries, B the larger of the two batches.
         """
-        return self._attendandmerge(*self._projectheads(q, k, v))
+        return self._attendandmerge(*self._projectheads(q, k, v), key_mask)
 
     def _shortcutsapply(self, image_pe):
         """The algebraic shortcuts below assume no dropout on the attention weights and one shared position map."""

@@ -6,7 +6,7 @@ Tokens are in row-major order over an (end_y, end_x) grid, so token t sits at x 
 y = t // end_x.
 """
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -111,7 +111,8 @@ class RoPEAttention(Attention):
             self._ropecache[key] = (cos.to(device), sin.to(device))
         return self._ropecache[key]
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0) -> torch.Tensor:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0,
+                key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """q (B, Nq, embedding_dim), k and v (B, Nk, kv_in_dim) -> (B, Nq, embedding_dim).
 
         The first Nk - num_k_exclude_rope keys are rotated; they must number Nq, or a multiple of Nq
@@ -122,6 +123,7 @@ class RoPEAttention(Attention):
             k: (B, Nk, kv_in_dim) keys: the rotated ones (frames of the grid), then the excluded ones.
             v: (B, Nk, kv_in_dim) values.
             num_k_exclude_rope: number of trailing keys (object pointers) left unrotated.
+            key_mask: None, or (B, Nk) bool with False on padding keys, which get no attention weight.
 
         Returns:
             (B, Nq, embedding_dim) attended queries.
@@ -148,4 +150,4 @@ class RoPEAttention(Attention):
                 k = rotated
             else:
                 k[:, :, :num_k_rope] = rotated
-        return self._attendandmerge(q, k, v)
+        return self._attendandmerge(q, k, v, key_mask)

@@ -65,7 +65,8 @@ class MemoryAttentionLayer(nn.Module):
         self.pos_enc_at_cross_attn_keys = pos_enc_at_cross_attn_keys
 
     def forward(self, tgt: torch.Tensor, memory: torch.Tensor, pos: Optional[torch.Tensor] = None,
-                query_pos: Optional[torch.Tensor] = None, num_k_exclude_rope: int = 0) -> torch.Tensor:
+                query_pos: Optional[torch.Tensor] = None, num_k_exclude_rope: int = 0,
+                memory_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """tgt, query_pos (B, HW, d_model); memory, pos (B, M, Cmem) -> (B, HW, d_model).
 
         Args:
@@ -74,6 +75,8 @@ class MemoryAttentionLayer(nn.Module):
             pos: None or (B, M, Cmem) position encoding of the memory.
             query_pos: None or (B, HW, d_model) position encoding of ``tgt``.
             num_k_exclude_rope: the last this many memory tokens are object pointers, left unrotated.
+            memory_mask: None or (B, M) bool, False on padding memory tokens (objects of different memory lengths
+                batched together), which get no attention weight.
 
         Returns:
             (B, HW, d_model) updated tokens.
@@ -91,6 +94,8 @@ class MemoryAttentionLayer(nn.Module):
                 raise ValueError(f'num_k_exclude_rope={num_k_exclude_rope} needs a RoPEAttention cross attention, '
                                  f'got {type(self.cross_attn_image).__name__}')
             kwargs['num_k_exclude_rope'] = num_k_exclude_rope
+        if memory_mask is not None:
+            kwargs['key_mask'] = memory_mask
         attended = self.cross_attn_image(
             _withpos(normed, query_pos, self.pos_enc_at_cross_attn_queries),
             _withpos(memory, pos, self.pos_enc_at_cross_attn_keys), memory, **kwargs,
@@ -132,7 +137,8 @@ class MemoryAttention(nn.Module):
 
     def forward(self, curr: Union[torch.Tensor, Sequence[torch.Tensor]], memory: torch.Tensor,
                 curr_pos: Optional[Union[torch.Tensor, Sequence[torch.Tensor]]] = None,
-                memory_pos: Optional[torch.Tensor] = None, num_obj_ptr_tokens: int = 0) -> torch.Tensor:
+                memory_pos: Optional[torch.Tensor] = None, num_obj_ptr_tokens: int = 0,
+                memory_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Condition the current frame's tokens on the memory.
 
         Args:
@@ -141,13 +147,14 @@ class MemoryAttention(nn.Module):
             curr_pos: None or (HW, B, d_model) position encoding of ``curr`` (a one-element list if ``curr`` is).
             memory_pos: None or (M, B, Cmem) position encoding of ``memory``.
             num_obj_ptr_tokens: number of trailing object-pointer tokens in ``memory``.
+            memory_mask: None or (B, M) bool, False on padding tokens of ``memory`` (never attended).
 
         Returns:
             (HW, B, d_model) memory-conditioned current tokens.
 
         Raises:
-            ValueError: a list ``curr`` / ``curr_pos`` does not hold exactly one tensor, or ``curr`` and
-                ``memory`` are not 3-d with the same batch size.
+            ValueError: a list ``curr`` / ``curr_pos`` does not hold exactly one tensor, ``curr`` and
+                ``memory`` are not 3-d with the same batch size, or ``memory_mask`` is not (B, M) bool.
         """
         if isinstance(curr, (list, tuple)):
             wrong_pos = curr_pos is not None and (not isinstance(curr_pos, (list, tuple)) or len(curr_pos) != 1)
@@ -157,6 +164,10 @@ class MemoryAttention(nn.Module):
         if curr.dim() != 3 or memory.dim() != 3 or curr.shape[1] != memory.shape[1]:
             raise ValueError(f'curr (HW, B, C) and memory (M, B, Cmem) must share the batch size, '
                              f'got {tuple(curr.shape)} and {tuple(memory.shape)}')
+        if memory_mask is not None and (memory_mask.dtype != torch.bool
+                                        or tuple(memory_mask.shape) != (memory.shape[1], memory.shape[0])):
+            raise ValueError(f'memory_mask must be None or (B, M) = ({memory.shape[1]}, {memory.shape[0]}) bool, got '
+                             f'{tuple(memory_mask.shape)} {memory_mask.dtype}')
         output = curr
         if self.pos_enc_at_input and curr_pos is not None:
             output = output + 0.1 * curr_pos
@@ -168,6 +179,6 @@ class MemoryAttention(nn.Module):
             # only RoPE cross attention knows which keys are object pointers
             rope = isinstance(layer.cross_attn_image, RoPEAttention)
             kwargs = {'num_k_exclude_rope': num_obj_ptr_tokens} if rope else {}
-            output = layer(output, memory, pos=memory_pos, query_pos=curr_pos, **kwargs)
+            output = layer(output, memory, pos=memory_pos, query_pos=curr_pos, memory_mask=memory_mask, **kwargs)
         output = self.norm(output)
         return output.transpose(0, 1) if self.batch_first else output

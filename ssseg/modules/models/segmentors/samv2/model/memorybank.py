@@ -55,12 +55,17 @@ class SAMV2MemoryMixin:
             # a single placeholder memory token, so attention never sees an empty memory
             memory = self.no_mem_embed.expand(1, batch_size, self.mem_dim)
             memory_pos = self.no_mem_pos_enc.expand(1, batch_size, self.mem_dim)
-            num_ptr_tokens = 0
+            num_ptr_tokens, memory_mask = 0, None
+        elif isinstance(output_dict, (list, tuple)):
+            memory, memory_pos, num_ptr_tokens, memory_mask = self._gatherobjectsmemory(
+                frame_idx, vision_feat, output_dict, num_frames, track_in_reverse, rebuildmemory)
         else:
             memory, memory_pos, num_ptr_tokens = self._gathermemory(frame_idx, batch_size, vision_feat, output_dict,
                                                                     num_frames, track_in_reverse, rebuildmemory)
+            memory_mask = None
         fused = self.memory_attention(curr=[vision_feat], curr_pos=[vision_pos], memory=memory,
-                                      memory_pos=memory_pos, num_obj_ptr_tokens=num_ptr_tokens)
+                                      memory_pos=memory_pos, num_obj_ptr_tokens=num_ptr_tokens,
+                                      memory_mask=memory_mask)
         return self._tomap(fused, feat_size)
 
     def _memoryslots(self, frame_idx, selected, unselected, non_cond_outputs, track_in_reverse):
@@ -129,6 +134,37 @@ class SAMV2MemoryMixin:
         spatial = memory_pos[:memory_pos.shape[0] - num_ptr_tokens]
         spatial.view(len(slots), -1, *spatial.shape[1:]).add_(tpos)
         return memory, memory_pos, num_ptr_tokens
+
+    def _gatherobjectsmemory(self, frame_idx, vision_feat, output_dicts, num_frames, track_in_reverse,
+                             rebuildmemory=None):
+        """Each object's memory from its own bank, batched: ``(memory, memory_pos, num_ptr_tokens, memory_mask)``.
+
+        Object b's spatial memories fill the first rows of its column and its pointer tokens the first rows of
+        the trailing pointer block; rows beyond them are zero padding, False in the (B, M) ``memory_mask`` (None
+        when every object has the same number of each, so nothing is padded). Attention is blind to the order of
+        keys, and RoPE rotates every spatial frame alike, so padding changes no object's result.
+        """
+        if len(output_dicts) != vision_feat.shape[1]:
+            raise ValueError(f'output_dict given as a list needs one memory bank per object '
+                             f'(B={vision_feat.shape[1]}), got {len(output_dicts)}')
+        parts = [self._gathermemory(frame_idx, 1, vision_feat, output_dict, num_frames, track_in_reverse,
+                                    rebuildmemory) for output_dict in output_dicts]
+        layouts = [(memory.shape[0] - num_ptr, num_ptr) for memory, _, num_ptr in parts]
+        if len(set(layouts)) == 1:
+            return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1), layouts[0][1], None
+        num_spatial = max(spatial for spatial, _ in layouts)
+        num_ptr_tokens = max(num_ptr for _, num_ptr in layouts)
+        first = parts[0][0]
+        memory = first.new_zeros(num_spatial + num_ptr_tokens, len(parts), first.shape[2])
+        memory_pos = parts[0][1].new_zeros(memory.shape)
+        memory_mask = torch.zeros(len(parts), memory.shape[0], dtype=torch.bool, device=first.device)
+        for b, ((part, part_pos, _), (spatial, num_ptr)) in enumerate(zip(parts, layouts)):
+            for target, source in ((slice(0, spatial), slice(0, spatial)),
+                                   (slice(num_spatial, num_spatial + num_ptr), slice(spatial, spatial + num_ptr))):
+                memory[target, b] = part[source, 0]
+                memory_pos[target, b] = part_pos[source, 0]
+                memory_mask[b, target] = True
+        return memory, memory_pos, num_ptr_tokens, memory_mask
 
     def _gatherobjptrs(self, frame_idx, batch_size, device, selected, unselected, non_cond_outputs, num_frames,
                        track_in_reverse):

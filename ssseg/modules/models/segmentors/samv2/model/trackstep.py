@@ -13,7 +13,7 @@ pixels of the model's S x S input (S = ``image_size``); point labels are int32: 
 A returned ``maskmem_pos_enc`` may be a view of a cache: read only.
 """
 import numbers
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +34,9 @@ class SAMV2TrackingMixin(SAMV2MemoryMixin):
     @inmodelprecision
     def trackstep(self, frame_idx: int, is_init_cond_frame: bool, current_vision_feats: List[torch.Tensor],
                   current_vision_pos_embeds: List[torch.Tensor], feat_sizes: List[Tuple[int, int]],
-                  point_inputs: Optional[dict], mask_inputs: Optional[torch.Tensor], output_dict: dict,
-                  num_frames: int, track_in_reverse: bool = False, run_mem_encoder: bool = True,
+                  point_inputs: Optional[dict], mask_inputs: Optional[torch.Tensor],
+                  output_dict: Union[dict, Sequence[dict]], num_frames: int, track_in_reverse: bool = False,
+                  run_mem_encoder: bool = True,
                   prev_sam_mask_logits: Optional[torch.Tensor] = None,
                   rebuildmemory: Optional[Callable] = None) -> dict:
         """Segment B objects on frame ``frame_idx`` from its prompts and the memories in ``output_dict``.
@@ -47,7 +48,9 @@ class SAMV2TrackingMixin(SAMV2MemoryMixin):
             feat_sizes: the levels' sizes [(h, w), ...].
             point_inputs: None or dict(point_coords (B, P, 2) float pixels, point_labels (B, P) int32).
             mask_inputs: None or (B, 1, S, S) float/bool mask (the output if ``use_mask_input_as_output_without_sam``).
-            output_dict: the memory bank (see the module docstring).
+            output_dict: the memory bank (see the module docstring) of all B objects together, as Meta's predictor
+                kept it before 1.1; or a list of B memory banks, one per object (objects tracked independently,
+                batched: memories of different lengths are padded and masked, and no step mixes objects).
             num_frames: length of the video (bounds the pointer window).
             track_in_reverse: memories come from later frames.
             run_mem_encoder: also encode this frame's memory.
@@ -82,7 +85,8 @@ class SAMV2TrackingMixin(SAMV2MemoryMixin):
         maskmem_features = maskmem_pos_enc = None
         if run_mem_encoder and self.num_maskmem > 0:
             maskmem_features, maskmem_pos_enc = self.encodenewmemory(
-                current_vision_feats, feat_sizes, high_res_masks, object_score_logits, point_inputs is not None)
+                current_vision_feats, feat_sizes, high_res_masks, object_score_logits, point_inputs is not None,
+                independent_objects=isinstance(output_dict, (list, tuple)))
         current_out.update(maskmem_features=maskmem_features, maskmem_pos_enc=maskmem_pos_enc)
         return current_out
 
@@ -101,7 +105,8 @@ class SAMV2TrackingMixin(SAMV2MemoryMixin):
     @inmodelprecision
     def encodenewmemory(self, current_vision_feats: List[torch.Tensor], feat_sizes: List[Tuple[int, int]],
                         pred_masks_high_res: torch.Tensor, object_score_logits: torch.Tensor,
-                        is_mask_from_pts: bool) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+                        is_mask_from_pts: bool,
+                        independent_objects: bool = False) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """Encode a frame and its predicted masks into a memory.
 
         Args:
@@ -110,6 +115,8 @@ class SAMV2TrackingMixin(SAMV2MemoryMixin):
             pred_masks_high_res: (B, 1, S, S) logits.
             object_score_logits: (B, 1) logits; objects judged absent (<= 0) get ``no_obj_embed_spatial`` if any.
             is_mask_from_pts: the masks came from clicks (binarized when the model says so).
+            independent_objects: the B objects are tracked independently, so ``non_overlap_masks_for_mem_enc``
+                does not make them compete for pixels.
 
         Returns:
             ``(maskmem_features (B, Cmem, S/16, S/16), maskmem_pos_enc [(B, Cmem, S/16, S/16)])``.
@@ -124,7 +131,7 @@ class SAMV2TrackingMixin(SAMV2MemoryMixin):
         self._checkmask(pred_masks_high_res, 'pred_masks_high_res', feats.shape[1])
         pix_feat = self._tomap(feats, feat_sizes[-1])
         masks = pred_masks_high_res
-        if self.non_overlap_masks_for_mem_enc and not self.training:
+        if self.non_overlap_masks_for_mem_enc and not self.training and not independent_objects:
             masks = self.applynonoverlappingconstraints(masks)
         if self.binarize_mask_from_pts_for_mem_enc and is_mask_from_pts and not self.training:
             mask_for_mem = (masks > 0).float()

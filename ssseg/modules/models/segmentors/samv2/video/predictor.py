@@ -85,6 +85,10 @@ class SAMV2VideoPredictor(SAMV2VideoStreaming, SAMV2VideoTracking, SAMV2Predicto
             image encoding each); prompted frames keep theirs. False keeps everything, as Meta does.
         progress: progress bar while propagating (None: only when stderr is a terminal).
         precision: 'float32' (default) or the opt-in 'bfloat16', as for :class:`SAMV2ImagePredictor`.
+        batch_objects: (default) the objects tracked on a frame run through memory attention, the mask decoder and
+            the memory encoder as one batch, their memory banks of different lengths padded and masked; each object
+            still reads only its own memories, so the outputs are those of tracking one object at a time (False,
+            Meta's way, kept for comparison) up to float rounding.
     """
 
     def __init__(self, samv2_cfg: Optional[dict] = None, model: Optional[SAMV2] = None,
@@ -93,8 +97,8 @@ class SAMV2VideoPredictor(SAMV2VideoStreaming, SAMV2VideoTracking, SAMV2Predicto
                  non_overlap_masks: bool = False, clear_non_cond_mem_around_input: bool = False,
                  clear_non_cond_mem_for_multi_obj: bool = False, add_all_frames_to_correct_as_cond: bool = False,
                  release_memory: bool = True, progress: Optional[bool] = None, precision: Optional[str] = None,
-                 **use_default: bool) -> None:
-        flags = dict(non_overlap_masks=non_overlap_masks,
+                 batch_objects: bool = True, **use_default: bool) -> None:
+        flags = dict(non_overlap_masks=non_overlap_masks, batch_objects=batch_objects,
                      clear_non_cond_mem_around_input=clear_non_cond_mem_around_input,
                      clear_non_cond_mem_for_multi_obj=clear_non_cond_mem_for_multi_obj,
                      add_all_frames_to_correct_as_cond=add_all_frames_to_correct_as_cond, release_memory=release_memory)

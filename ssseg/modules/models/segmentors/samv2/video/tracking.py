@@ -1,8 +1,8 @@
 """How the video predictor runs the model on a frame, stores what it returns and hands out masks.
 
 A mixin of :class:`SAMV2VideoPredictor`: it reads ``self.model``, ``self.fill_hole_area``,
-``self.non_overlap_masks``, ``self.clear_non_cond_mem_around_input`` and
-``self.clear_non_cond_mem_for_multi_obj``; the inference state's layout is in :mod:`.state`.
+``self.non_overlap_masks``, ``self.clear_non_cond_mem_around_input``,
+``self.clear_non_cond_mem_for_multi_obj`` and ``self.batch_objects``; the inference state's layout is in :mod:`.state`.
 """
 import torch
 import torch.nn.functional as F
@@ -14,6 +14,11 @@ from .state import COND, NON_COND, anyoutput, trackinglength
 
 # largest prompt logit magnitude fed back to the decoder with refinement clicks (avoids extreme values)
 PREV_LOGITS_CLAMP = 32.0
+
+
+def _owned(row, batch_size):
+    """A row of a batched output as a tensor of its own (a view would keep the whole batch alive)."""
+    return row.clone() if batch_size > 1 else row
 
 
 class SAMV2VideoTracking:
@@ -29,21 +34,34 @@ class SAMV2VideoTracking:
         return self.model.num_maskmem * self.model.memory_temporal_stride_for_eval
 
     def _trackframe(self, state, frame_idx, num_objects, reverse):
-        """Every object's low-res logits on one frame: its prompted masks, or tracked from memory."""
+        """Every object's low-res logits on one frame: its prompted masks, or tracked from memory.
+
+        The objects to track go through the model as one batch (``batch_objects``) or one by one."""
         outputs = state['output_dict_per_obj']
-        masks = []
+        masks, tracked = [None] * num_objects, []
         for obj_idx in range(num_objects):
-            obj_outputs = outputs[obj_idx]
-            if frame_idx in obj_outputs[COND]:
-                pred_masks = obj_outputs[COND][frame_idx]['pred_masks'].to(state['device'], non_blocking=True)
+            prompted = outputs[obj_idx][COND].get(frame_idx)
+            if prompted is not None:
+                masks[obj_idx] = prompted['pred_masks'].to(state['device'], non_blocking=True)
                 self._clearmemoryaround(state, obj_idx, frame_idx)
             else:
-                record, pred_masks = self._inferframe(state, obj_idx, frame_idx, False, reverse=reverse,
-                                                      run_mem_encoder=True)
-                obj_outputs[NON_COND][frame_idx] = record
+                tracked.append(obj_idx)
             state['frames_tracked_per_obj'][obj_idx][frame_idx] = {'reverse': reverse}
-            masks.append(pred_masks)
+        groups = [tracked] if self.batch_objects else [[obj_idx] for obj_idx in tracked]
+        for group in filter(None, groups):
+            for obj_idx, (record, pred_masks) in zip(group, self._trackobjects(state, group, frame_idx, reverse)):
+                outputs[obj_idx][NON_COND][frame_idx] = record
+                masks[obj_idx] = pred_masks
         return masks
+
+    def _trackobjects(self, state, obj_idxs, frame_idx, reverse):
+        """Objects tracked from memory on one frame, as one batch: ``[(record, low-res logits)]`` in their order."""
+        feats, poses, sizes = self._framefeatures(state, frame_idx, batch_size=len(obj_idxs))
+        banks = [state['output_dict_per_obj'][obj_idx] for obj_idx in obj_idxs]
+        out = self.model.trackstep(frame_idx, False, feats, poses, sizes, None, None, banks, trackinglength(state),
+                                   track_in_reverse=reverse, run_mem_encoder=True,
+                                   rebuildmemory=lambda t, record: self._rebuildmemory(state, t, record))
+        return self._records(state, out, False, None, None)
 
     # ------------------------------------------------------------------ prompted frames
     def _promptframe(self, state, obj_idx, frame_idx, point_inputs=None, mask_inputs=None):
@@ -89,15 +107,19 @@ class SAMV2VideoTracking:
         return any(frame_idx in temp[COND] for temp in state['temp_output_dict_per_obj'].values())
 
     # ------------------------------------------------------------------ running the model on frames
-    def _framefeatures(self, state, frame_idx, cache=True):
-        """``(vision_feats, vision_pos_embeds, feat_sizes)`` of one frame; only the last frame's are cached."""
+    def _framefeatures(self, state, frame_idx, cache=True, batch_size=1):
+        """``(vision_feats, vision_pos_embeds, feat_sizes)`` of one frame, as views for ``batch_size`` objects;
+        only the last frame's are cached."""
         backbone_out = state['cached_features'].get(frame_idx)
         if backbone_out is None:
             image = state['images'][frame_idx].to(state['device']).float()[None]
             backbone_out = self.model.forwardimage(image)
             if cache:
                 state['cached_features'] = {frame_idx: backbone_out}
-        return self.model.preparebackbonefeatures(backbone_out)
+        feats, poses, sizes = self.model.preparebackbonefeatures(backbone_out)
+        if batch_size > 1:
+            feats, poses = ([x.expand(-1, batch_size, -1) for x in level] for level in (feats, poses))
+        return feats, poses, sizes
 
     def _inferframe(self, state, obj_idx, frame_idx, is_init_cond_frame, point_inputs=None, mask_inputs=None,
                     reverse=False, run_mem_encoder=True, prev_logits=None):
@@ -108,21 +130,33 @@ class SAMV2VideoTracking:
                                    track_in_reverse=reverse, run_mem_encoder=run_mem_encoder,
                                    prev_sam_mask_logits=prev_logits,
                                    rebuildmemory=lambda t, record: self._rebuildmemory(state, t, record))
-        pred_masks, holes = fillsmallholes(out['pred_masks'], self.fill_hole_area)
-        storage = state['storage_device']
-        record = {
-            'maskmem_features': self._tostorage(state, out['maskmem_features']),
-            'maskmem_pos_enc': self._sharedposenc(state, out['maskmem_pos_enc']),
-            # device-to-host copies stay blocking: a non-blocking one could be read before it lands
-            'pred_masks': pred_masks.to(storage),
-            'obj_ptr': out['obj_ptr'],
-            'object_score_logits': out['object_score_logits'],
-            # how this memory is encoded again once released (unused until memory is encoded)
-            '_holes': None if holes is None else tuple(x.to(storage) for x in holes),
-            '_frompts': point_inputs is not None,
-            '_candidates': self.model.numdecodedmasks(is_init_cond_frame, point_inputs, mask_inputs),
-        }
-        return record, pred_masks
+        return self._records(state, out, is_init_cond_frame, point_inputs, mask_inputs)[0]
+
+    def _records(self, state, out, is_init_cond_frame, point_inputs, mask_inputs):
+        """Split a trackstep output of B objects into B ``(record to store, low-res logits)``, each owning its
+        tensors (a kept row never holds the other objects' batch alive)."""
+        storage, batch = state['storage_device'], out['pred_masks'].size(0)
+        candidates = self.model.numdecodedmasks(is_init_cond_frame, point_inputs, mask_inputs)
+        features = out['maskmem_features']
+        pos_enc = self._sharedposenc(state, out['maskmem_pos_enc'], batch_size=1)
+        results = []
+        for b in range(batch):
+            row = slice(b, b + 1)
+            pred_masks, holes = fillsmallholes(out['pred_masks'][row], self.fill_hole_area)
+            record = {
+                'maskmem_features': None if features is None else self._tostorage(state, features[row]),
+                'maskmem_pos_enc': pos_enc,
+                # device-to-host copies stay blocking: a non-blocking one could be read before it lands
+                'pred_masks': _owned(pred_masks.to(storage), batch),
+                'obj_ptr': _owned(out['obj_ptr'][row], batch),
+                'object_score_logits': _owned(out['object_score_logits'][row], batch),
+                # how this memory is encoded again once released (unused until memory is encoded)
+                '_holes': None if holes is None else tuple(x.to(storage) for x in holes),
+                '_frompts': point_inputs is not None,
+                '_candidates': candidates,
+            }
+            results.append((record, pred_masks))
+        return results
 
     def _rebuildmemory(self, state, frame_idx, record):
         """A released memory encoded again (kept in its record until released again), without evicting the
@@ -146,18 +180,21 @@ class SAMV2VideoTracking:
 
     @staticmethod
     def _tostorage(state, features):
-        # stored as bfloat16 like Meta's predictor (the memory attention promotes them back)
-        return None if features is None else features.to(torch.bfloat16).to(state['storage_device'])
+        # stored as bfloat16 like Meta's predictor (the memory attention promotes them back), in a tensor of its own
+        if features is None:
+            return None
+        stored = features.to(torch.bfloat16).to(state['storage_device'])
+        return stored.clone() if stored.data_ptr() == features.data_ptr() else stored
 
     @staticmethod
-    def _sharedposenc(state, maskmem_pos_enc):
+    def _sharedposenc(state, maskmem_pos_enc, batch_size=None):
         """The memory position encoding is the same for every frame: keep one copy, hand out views."""
         if maskmem_pos_enc is None:
             return None
         constants = state['constants']
         if 'maskmem_pos_enc' not in constants:
             constants['maskmem_pos_enc'] = [x[0:1].clone() for x in maskmem_pos_enc]
-        batch_size = maskmem_pos_enc[0].size(0)
+        batch_size = maskmem_pos_enc[0].size(0) if batch_size is None else batch_size
         return [x.expand(batch_size, -1, -1, -1) for x in constants['maskmem_pos_enc']]
 
     def _consolidate(self, state):
