@@ -123,7 +123,7 @@ def fillholes(mask_logits: torch.Tensor, threshold: float, max_hole_area: float 
 
 
 def smallregions(regions: torch.Tensor, max_area: float) -> torch.Tensor:
-    """The small 8-connected components of each (H, W) map. OpenCV on the CPU.
+    """The small 8-connected components of each (H, W) map: OpenCV on the CPU, :func:`smallregionstorch` elsewhere.
 
     Args:
         regions: (..., H, W) bool tensor.
@@ -132,6 +132,8 @@ def smallregions(regions: torch.Tensor, max_area: float) -> torch.Tensor:
         Same-shape bool map of the components with at most ``max_area`` pixels (all False when ``max_area`` <= 0),
         on ``regions``' device.
     """
+    if regions.device.type != 'cpu':
+        return smallregionstorch(regions, max_area)  # no host copy, no sync: the same result as OpenCV's
     small = np.zeros(regions.shape, dtype=bool)
     if max_area > 0:
         maps = regions.cpu().numpy()
@@ -146,6 +148,47 @@ def _smallcomponents(region, max_area):
     small = stats[:, cv2.CC_STAT_AREA] <= max_area
     small[0] = False  # label 0 is the complement of the region, not a component
     return small[labels]
+
+
+def smallregionstorch(regions: torch.Tensor, max_area: float) -> torch.Tensor:
+    """The small 8-connected components of each (H, W) map, in torch ops only (no host sync on any device).
+
+    Each region pixel starts with its flat index as label and takes the smallest label of its 3 x 3
+    neighbourhood in the region, ``floor(max_area) - 1`` times: a component of A <= max_area pixels has a
+    geodesic diameter <= A - 1, so it ends with one label. A label's pixels are a whole component iff none
+    of them has a region neighbour with another label; such a component is small iff it has <= max_area pixels.
+
+    Args:
+        regions: (..., H, W) bool tensor, on any device.
+        max_area: the largest component kept, in pixels (fractions count as their floor).
+    Returns:
+        Same-shape bool map of the components with at most ``max_area`` pixels (all False when ``max_area`` <= 0),
+        on ``regions``' device. Equal to :func:`smallregions` on the CPU.
+    """
+    height, width = regions.shape[-2:]
+    pixels = height * width
+    if not max_area > 0 or regions.numel() == 0:
+        return torch.zeros_like(regions, dtype=torch.bool)
+    limit = pixels if max_area >= pixels else int(max_area)  # no component has more pixels than its map
+    inside = regions.reshape(-1, 1, height, width)
+    # float32 holds the indices exactly up to 2**24 pixels, float64 beyond (CUDA's max_pool2d takes no int64)
+    dtype = torch.float32 if pixels <= 1 << 24 else torch.float64
+    # labels are negated flat indices, so a max-pool gives the smallest index without negating at every step
+    index = torch.arange(pixels, dtype=dtype, device=regions.device).view(1, 1, height, width)
+    outside = torch.tensor(float('-inf'), dtype=dtype, device=regions.device)
+    labels = torch.where(inside, -index, outside)
+    for _ in range(limit - 1):
+        # non-region pixels stay -inf, so labels never leave their component
+        labels = torch.where(inside, F.max_pool2d(labels, 3, 1, 1), outside)
+    highest = F.max_pool2d(labels, 3, 1, 1)
+    lowest = -F.max_pool2d(torch.where(inside, -labels, outside), 3, 1, 1)
+    conflict = inside & ((lowest != labels) | (highest != labels))
+    bins = torch.where(inside, -labels, 0).long().flatten(1)  # non-region pixels add zeros to bin 0
+    counts = torch.zeros(bins.shape, dtype=torch.int64, device=regions.device)
+    conflicts = counts.scatter_add(1, bins, conflict.flatten(1).long())
+    counts = counts.scatter_add(1, bins, inside.flatten(1).long())
+    whole = (conflicts.gather(1, bins) == 0) & (counts.gather(1, bins) <= limit)
+    return (inside.flatten(1) & whole).reshape(regions.shape)
 
 
 class SAMV2Transforms:

@@ -26,27 +26,47 @@ HEAP_TRIM_FRAMES = 50
 def fillsmallholes(pred_masks: torch.Tensor, max_area: float) -> tuple[torch.Tensor, Optional[tuple]]:
     """Fill background regions of at most ``max_area`` low-res pixels (8-connected) with logit 0.1.
 
+    On the CPU only the filled pixels are kept to undo the filling; elsewhere nothing is read back to the host
+    (no sync), at the cost of keeping a copy of the logits.
+
     Args:
         pred_masks: (B, 1, h, w) float logits, background is <= 0.
         max_area: the largest hole filled, in pixels (<= 0: none).
     Returns:
-        ``(filled, holes)``: ``filled`` the (B, 1, h, w) logits (the input when nothing changed); ``holes`` is
-        None when nothing changed, else ``(flat indices (K,) int64, original values (K,))`` to undo the filling.
+        ``(filled, holes)``: ``filled`` the (B, 1, h, w) logits (the input when nothing was filled on the CPU);
+        ``holes`` undoes the filling (see :func:`unfilledmasks`): None when ``max_area`` <= 0 or, on the CPU,
+        when nothing changed; on the CPU ``(flat indices (K,) int64, original values (K,))``; on other devices
+        ``(is_hole (B, 1, h, w) bool, pred_masks (B, 1, h, w) the original logits)``, always.
     """
     if max_area <= 0:
         return pred_masks, None
     is_hole = smallregions(pred_masks <= 0, max_area)
+    if pred_masks.device.type == 'cpu':
+        return _fillsparse(pred_masks, is_hole)
+    return _filldense(pred_masks, is_hole)
+
+
+def _fillsparse(pred_masks, is_hole):
+    """``(filled, (flat indices, original values))``, or ``(pred_masks, None)`` without holes (reads the host)."""
     if not bool(is_hole.any()):
         return pred_masks, None
     index = is_hole.flatten().nonzero().squeeze(1)
     return torch.where(is_hole, HOLE_FILL_LOGIT, pred_masks), (index, pred_masks.flatten()[index])
 
 
+def _filldense(pred_masks, is_hole):
+    """``(filled, (is_hole, copy of pred_masks))`` with no host sync: the holes are not looked at."""
+    # a copy of its own: pred_masks is often a row of a batch, which a view would keep alive
+    return torch.where(is_hole, HOLE_FILL_LOGIT, pred_masks), (is_hole, pred_masks.clone())
+
+
 def unfilledmasks(record: dict) -> torch.Tensor:
     """The low-res logits the record's memory was encoded from (hole filling undone where it applied).
 
     Args:
-        record: a frame record (``pred_masks`` (1, 1, S/4, S/4) float32 and ``_holes``; see :mod:`.state`).
+        record: a frame record (``pred_masks`` (1, 1, S/4, S/4) float32 and ``_holes``; see :mod:`.state`):
+            ``_holes`` is None, ``(flat indices, original values)`` or ``(is_hole bool map, original logits)``
+            (see :func:`fillsmallholes`).
     Returns:
         (1, 1, S/4, S/4) float32 logits on the device of ``pred_masks``.
     """
@@ -54,8 +74,10 @@ def unfilledmasks(record: dict) -> torch.Tensor:
     holes = record.get('_holes')
     if holes is None:
         return masks
-    index, values = holes
-    return masks.flatten().index_put((index.to(masks.device),), values.to(masks.device)).view_as(masks)
+    first, values = holes
+    if first.dtype == torch.bool:
+        return torch.where(first.to(masks.device), values.to(masks.device), masks)
+    return masks.flatten().index_put((first.to(masks.device),), values.to(masks.device)).view_as(masks)
 
 
 def releaseoutside(state: dict, frame_idx: int, reverse: bool, window: int) -> None:
