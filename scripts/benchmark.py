@@ -52,6 +52,10 @@ def parseargs():
     parser.add_argument('--video-child-folder', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--video-child-output', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--video-objects', type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument('--video-object-counts', default='1,3',
+                        help='comma-separated numbers of objects for video (with more than one, ours also runs '
+                             'one object at a time, batch_objects=False)')
+    parser.add_argument('--video-child-one-at-a-time', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--video-memory-frames', type=int, default=600,
                         help='length of the synthetic video for videomemory')
     parser.add_argument('--video-memory-size', type=int, default=256,

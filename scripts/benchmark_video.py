@@ -1,8 +1,8 @@
-"""Video measurements of scripts/benchmark.py: seconds per propagated frame with 1 and 3 objects on a short clip
-(``video``, optionally also the official predictor with glibc tuned as ours tunes it), and resident memory and speed
-while one object is tracked through a long synthetic video (``videomemory``). Each ``*rows`` function runs both
-sides, ours and Meta's sam2, in fresh child processes of the script (the matching ``*child`` function is what such a
-child runs) and returns table rows."""
+"""Video measurements of scripts/benchmark.py: seconds per propagated frame with 1 and 3 (``--video-object-counts``)
+objects on a short clip (``video``; ours batched and, with several objects, one at a time; optionally also the
+official predictor with glibc tuned as ours tunes it), and resident memory and speed while one object is tracked
+through a long synthetic video (``videomemory``). Each ``*rows`` function runs both sides, ours and Meta's sam2, in
+fresh child processes of the script (the matching ``*child`` function is what such a child runs) and returns rows."""
 import json
 import os
 import statistics
@@ -16,7 +16,7 @@ import torch
 from benchmark_common import SCRIPT, maskiou, rsskib
 
 # objects prompted on the first frame of the docs' bedroom clip: (x, y) of one positive click each
-VIDEO_CLICKS = [(210, 350), (460, 60), (700, 300)]
+VIDEO_CLICKS = [(210, 350), (460, 60), (700, 300), (100, 100), (850, 450), (300, 480), (600, 150), (800, 80)]
 
 
 def _videoclip(args, folder):
@@ -63,7 +63,8 @@ def _videopredictors(args, ckpt, image_size=None, side=None):
         overrides.append(f'++model.image_size={image_size}')
     ours = None
     if side in (None, 'ours'):
-        ours = SAMV2VideoPredictor(samv2_cfg=cfg, device='cpu', fill_hole_area=0, precision=args.precision)
+        ours = SAMV2VideoPredictor(samv2_cfg=cfg, device='cpu', fill_hole_area=0, precision=args.precision,
+                                   batch_objects=not getattr(args, 'video_child_one_at_a_time', False))
     theirs = None
     if side in (None, 'official'):
         theirs = build_sam2_video_predictor(ORACLE_CONFIGS[args.cfg], ckpt, device='cpu',
@@ -107,22 +108,25 @@ TUNED_HEAP_ENV = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(2 ** 31
 
 
 def videorows(args, ckpt):
-    """Seconds per propagated frame with 1 and 3 objects. Each run is a fresh process (the two packages
-    never share allocator state); ours and official alternate ``--video-repeats`` times; medians."""
+    """Seconds per propagated frame for each of ``--video-object-counts`` objects (with several, ours also one
+    object at a time). Each run is a fresh process (the packages never share allocator state); the sides
+    alternate ``--video-repeats`` times; medians."""
     workdir = tempfile.mkdtemp()
     folder = os.path.join(workdir, 'clip')
     _videoclip(args, folder)
-    sides = [('ours', {}), ('official', {})] + ([('official', TUNED_HEAP_ENV)] if args.video_tuned_official else [])
     rows = []
-    for num_objects in (1, 3):
+    for num_objects in map(int, args.video_object_counts.split(',')):
+        # (key, side, environment, extra flags); with several objects ours also tracks them one at a time
+        sides = [('ours', 'ours', {}, []), ('official', 'official', {}, [])]
+        sides += [('official tuned', 'official', TUNED_HEAP_ENV, [])] if args.video_tuned_official else []
+        sides += [('ours one at a time', 'ours', {}, ['--video-child-one-at-a-time'])] if num_objects > 1 else []
         seconds, outputs = {}, {}
         for repeat in range(args.video_repeats):
-            for side, env in sides:
-                key = side + (' tuned' if env else '')
+            for key, side, env, flags in sides:
                 output = os.path.join(workdir, f'{key}-{num_objects}.npz')
                 command = [sys.executable, SCRIPT, '--video-child', side, '--cfg', args.cfg,
                            '--ckpt', ckpt, '--video-child-folder', folder, '--video-objects', str(num_objects),
-                           '--video-child-output', output, '--precision', args.precision]
+                           '--video-child-output', output, '--precision', args.precision] + flags
                 if args.threads:
                     command += ['--threads', str(args.threads)]
                 result = subprocess.run(command, check=True, capture_output=True, text=True, env={**os.environ, **env})
@@ -130,13 +134,17 @@ def videorows(args, ckpt):
                 with np.load(output) as saved:
                     outputs[key] = {int(t): saved[t] for t in saved.files}
         name = f'video s/frame, {num_objects} object{"s" if num_objects > 1 else ""}'
-        mine = statistics.median(seconds['ours'])
+        official = statistics.median(seconds['official'])
         for key in seconds:
-            if key == 'ours':
+            if key == 'official':
                 continue
-            official = statistics.median(seconds[key])
-            label = name + (' (official with glibc env tuned as ours)' if key.endswith('tuned') else '')
-            rows.append((label, mine, official, mine / official, _videoagreement(outputs['ours'], outputs[key])))
+            mine = statistics.median(seconds[key])
+            if key == 'official tuned':
+                mine, official = statistics.median(seconds['ours']), statistics.median(seconds[key])
+            label = name + {'official tuned': ' (official with glibc env tuned as ours)',
+                            'ours one at a time': ' (ours one object at a time)'}.get(key, '')
+            reference = 'ours' if key == 'official tuned' else 'official'
+            rows.append((label, mine, official, mine / official, _videoagreement(outputs[key], outputs[reference])))
     return rows
 
 

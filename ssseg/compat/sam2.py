@@ -11,8 +11,8 @@ options (``fill_hole_area``, ``non_overlap_masks``, ...). Anything else is refus
 
 Differences from Meta's, each on purpose: ``device`` defaults to cuda when available, else cpu (Meta's
 always to cuda); ``ckpt_path`` is required (Meta's builder returns random weights without one); unknown
-keyword arguments raise TypeError (Meta's ignores them); ``vos_optimized=True`` is refused (the compiled
-predictor is not built yet).
+keyword arguments raise TypeError (Meta's ignores them); ``vos_optimized=True`` gives ssseg's compiled path
+(``compile=True``: the same masks as eager, with objects batched) instead of Meta's predictor class.
 """
 import dataclasses
 import os
@@ -25,6 +25,7 @@ from ssseg.modules.models.segmentors.samv2.model.options import SAMV2Options
 from ssseg.modules.models.segmentors.samv2.predictors import SAMV2AutomaticMaskGenerator, SAMV2ImagePredictor
 from ssseg.modules.models.segmentors.samv2.predictors.modelchoice import buildsamv2
 from ssseg.modules.models.segmentors.samv2.video import SAMV2VideoPredictor
+from ssseg.modules.utils.checks import asflag
 from ssseg.modules.utils.configs import loadsegmentorcfg
 
 # Meta's config names -> ssseg's configs of the same checkpoints
@@ -160,20 +161,19 @@ def build_sam2_video_predictor(config_file: str, ckpt_path: Optional[Union[str, 
         apply_postprocessing: as Meta's builder; holes of up to 8 low-res pixels are then filled whatever the
             overrides say, as in Meta's builder (whose hole filling needs its compiled extension; ssseg's runs with
             OpenCV everywhere).
-        vos_optimized: must be False (Meta's compiled video predictor is not available in ssseg yet).
+        vos_optimized: True compiles the model (``compile=True``; the outputs stay those of the eager path).
     Returns:
         The :class:`SAMV2VideoPredictor`.
     Raises:
-        ValueError: ``vos_optimized=True``, and :func:`build_sam2`'s errors (TypeError, ValueError).
+        TypeError: ``vos_optimized`` not a bool; and :func:`build_sam2`'s errors (TypeError, ValueError).
     """
     _checkextra('build_sam2_video_predictor', mode, kwargs)
-    if vos_optimized:
-        raise ValueError('vos_optimized=True (Meta\'s compiled video predictor) is not available in ssseg yet; '
-                         'vos_optimized=False gives the same masks')
+    vos_optimized = asflag(vos_optimized, 'vos_optimized')
     cfg, options = _config(config_file, ckpt_path, hydra_overrides_extra, video=True)
     if apply_postprocessing:
         options.update(_VIDEO_POSTPROCESSING)
-    predictor = SAMV2VideoPredictor(samv2_cfg=cfg, device=device, apply_postprocessing=apply_postprocessing, **options)
+    predictor = SAMV2VideoPredictor(samv2_cfg=cfg, device=device, apply_postprocessing=apply_postprocessing,
+                                    compile=vos_optimized or None, **options)
     if mode == 'train':
         predictor.model.train()
     return predictor

@@ -43,6 +43,9 @@ def _commonoptions():
     common.add_argument('--precision', default='float32', choices=('float32', 'bfloat16'),
                         help='float32 (default, matches Meta) or the opt-in bfloat16 (faster on GPUs and '
                              'AVX512-BF16/AMX CPUs)')
+    common.add_argument('--compile', action='store_true',
+                        help='torch.compile the model (opt-in; the first image or frames take longer while it '
+                             'compiles, later ones run faster, mostly on GPUs)')
     common.add_argument('--outdir', required=True, help='output folder (created if missing; nothing in it is removed)')
     return common
 

@@ -182,7 +182,8 @@ def runimages(args: argparse.Namespace, ranks: Ranks, cfg: dict, log: Callable[[
 
 def _settingsandprompts(args, cfg, names):
     """(the settings recorded with every result, {image name: checked prompts} or None for amg)."""
-    settings = {'command': args.command, 'cfg': args.cfg, 'ckpt': cfg['ckptpath'], 'precision': args.precision}
+    settings = {'command': args.command, 'cfg': args.cfg, 'ckpt': cfg['ckptpath'], 'precision': args.precision,
+                'compile': args.compile}
     if args.command != 'image':
         return {**settings, 'generator': amgoptions(args)}, None
     if args.prompts is not None:
@@ -221,11 +222,11 @@ def amgoptions(args: argparse.Namespace) -> Dict[str, Any]:
 def _buildworker(args, cfg, device):
     from ..modules.models.segmentors.samv2 import SAMV2AutomaticMaskGenerator, SAMV2ImagePredictor
     if args.command == 'image':
-        return SAMV2ImagePredictor(samv2_cfg=cfg, device=device, precision=args.precision)
+        return SAMV2ImagePredictor(samv2_cfg=cfg, device=device, precision=args.precision, compile=args.compile or None)
     options = amgoptions(args)
     try:
         return SAMV2AutomaticMaskGenerator(samv2_cfg=cfg, device=device, output_mode='coco_rle', progress=False,
-                                           precision=args.precision, **options)
+                                           precision=args.precision, compile=args.compile or None, **options)
     except (ValueError, TypeError) as error:
         # name the flags the user typed, not the generator's keyword arguments
         message = str(error)

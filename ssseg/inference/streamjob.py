@@ -194,7 +194,8 @@ def runstream(args: argparse.Namespace, cfg: dict, device: torch.device, log: Ca
     fps = _sourcefps(args.video, args.fps) if args.fps is not None else None
     run = _Run(groups)
     with opensource(args.video) as stream:
-        predictor = SAMV2VideoPredictor(samv2_cfg=cfg, device=device, precision=args.precision)
+        predictor = SAMV2VideoPredictor(samv2_cfg=cfg, device=device, precision=args.precision,
+                                        compile=args.compile or None)
         os.makedirs(args.outdir, exist_ok=True)
         overlay = _Overlay(os.path.join(args.outdir, 'overlay.mp4'), fps or stream.fps or DEFAULT_FPS,
                            _palette(obj_ids))

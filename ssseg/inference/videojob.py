@@ -151,7 +151,8 @@ def videosummary(args: argparse.Namespace, cfg: dict, num_frames: int, frames_wr
     """
     return {'video': args.video, 'num_frames': num_frames, 'frames_written': frames_written, 'objects': obj_ids,
             'prompts': groups, 'masks': 'indexed/<frame>.png' if args.indexed else 'masks/<obj id>/<frame>.png',
-            'overlay': 'overlay.mp4', 'cfg': args.cfg, 'ckpt': cfg['ckptpath'], 'precision': args.precision}
+            'overlay': 'overlay.mp4', 'cfg': args.cfg, 'ckpt': cfg['ckptpath'], 'precision': args.precision,
+            'compile': args.compile}
 
 
 def runvideo(args: argparse.Namespace, cfg: dict, device: torch.device, log: Callable[[str], None]) -> int:
@@ -175,7 +176,8 @@ def runvideo(args: argparse.Namespace, cfg: dict, device: torch.device, log: Cal
     groups, obj_ids = promptsofargs(args)
     if not os.path.exists(args.video):
         raise FileNotFoundError(f'--video: no such file or folder: {args.video!r}')
-    predictor = SAMV2VideoPredictor(samv2_cfg=cfg, device=device, precision=args.precision)
+    predictor = SAMV2VideoPredictor(samv2_cfg=cfg, device=device, precision=args.precision,
+                                    compile=args.compile or None)
     try:
         state = predictor.initstate(args.video)
     except ValueError as error:

@@ -32,7 +32,7 @@ LONG_FRAMES = 1500
 TINY_SEED = 1
 PROMPTS = ['--obj', '1', '--point', '40,40', '--point', '100,20,0', '--obj', '2', '--box', '70,10,120,60']
 OFFLINE_KEYS = {'video', 'num_frames', 'frames_written', 'objects', 'prompts', 'masks', 'overlay', 'cfg', 'ckpt',
-                'precision'}
+                'precision', 'compile'}
 
 
 def _writemp4(path, count):

@@ -109,8 +109,8 @@ def test_video_postprocessing_as_meta_builds_it(makeckpt):
      'must be a list'),
     (lambda ckpt: compat.build_sam2(META_NAME, ckpt, mode='test'), ValueError, "mode must be 'eval' or 'train'"),
     (lambda ckpt: compat.build_sam2(META_NAME, ckpt, devcie='cpu'), TypeError, r"\['devcie'\]"),
-    (lambda ckpt: compat.build_sam2_video_predictor(META_NAME, ckpt, vos_optimized=True), ValueError,
-     'vos_optimized=True'),
+    (lambda ckpt: compat.build_sam2_video_predictor(META_NAME, ckpt, vos_optimized='yes'), TypeError,
+     'vos_optimized must be a bool'),
 ])
 def test_compat_refuses_by_name(makeckpt, call, error, words):
     with pytest.raises(error, match=words):
@@ -252,3 +252,10 @@ def test_vos_tool_flow_with_objects_appearing_later_equals_meta(makeckpt, tmp_pa
     # object 3 has no output before it appears (-1024), its given mask on frame 2, and one object per pixel
     assert bool((mine[1][1] == -1024).all()) and bool((mine[2][1] > 0).any())
     assert not any(bool(((scores[0] > 0) & (scores[1] > 0)).any()) for scores in mine.values())
+
+
+def test_vos_optimized_builds_the_compiled_path(makeckpt):
+    # compiled lazily: building costs nothing until the first frame
+    predictor = compat.build_sam2_video_predictor(META_NAME, makeckpt(NAME), device='cpu', vos_optimized=True)
+    assert predictor.model.compile_modules and predictor.model.memory_attention._compiled_call_impl is not None
+    assert not compat.build_sam2_video_predictor(META_NAME, makeckpt(NAME), device='cpu').model.compile_modules

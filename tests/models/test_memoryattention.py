@@ -193,3 +193,24 @@ def test_layer_and_stack_errors():
         model(curr, torch.randn(5, 3, 8))
     with pytest.raises(ValueError, match='exactly one'):
         model([curr, curr], memory, [curr, curr], memory)
+
+
+@pytest.mark.parametrize('num_ptr_tokens, frames', [(0, 1), (0, 2), (2, 1), (6, 2)])
+def test_compiled_padding_changes_nothing(num_ptr_tokens, frames):
+    # the compiled path pads memories to >= 2 frames and >= 2 pointer tokens, masked: the result must not move
+    from ssseg.modules.models.registries import BuildSegmentor
+    from ssseg.testing.tiny import tinycfg
+    torch.manual_seed(0)
+    model = BuildSegmentor(tinycfg()).eval()
+    tokens, batch = 64, 3
+    memory = torch.randn(frames * tokens + num_ptr_tokens, batch, 16)
+    memory_pos, curr = torch.randn_like(memory), torch.randn(tokens, batch, 32)
+    padded, padded_pos, mask, padded_ptrs = model._padforcompiled(memory, memory_pos, None, num_ptr_tokens, tokens)
+    assert padded.shape[0] - padded_ptrs >= 2 * tokens and padded_ptrs >= 2 and mask.shape == (batch, padded.shape[0])
+    assert int(mask.sum()) == batch * memory.shape[0]
+    with torch.no_grad():
+        plain = model.memory_attention(curr=curr, memory=memory, memory_pos=memory_pos,
+                                       num_obj_ptr_tokens=num_ptr_tokens)
+        masked = model.memory_attention(curr=curr, memory=padded, memory_pos=padded_pos,
+                                        num_obj_ptr_tokens=padded_ptrs, memory_mask=mask)
+    torch.testing.assert_close(masked, plain, rtol=1e-5, atol=1e-6)

@@ -257,6 +257,8 @@ class Hiera(nn.Module):
         ends = self.stage_ends[::-1] if return_interm_layers else self.stage_ends[-1:]
         self.channel_list = [self.blocks[i].dim_out for i in ends]
 
+    # runs eagerly under torch.compile: its cache is a Python-side effect a graph cannot hold
+    @torch.compiler.disable
     def _posembed(self, height, width):
         """Position embedding for an (H, W) token grid, channel-last (1, H, W, C).
 

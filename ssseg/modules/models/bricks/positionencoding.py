@@ -78,12 +78,18 @@ class PositionEmbeddingSine(nn.Module):
         Returns:
             (num_pos_feats, H, W) float32 tensor on ``device``, the cached tensor itself (read only).
         """
+        if torch.compiler.is_compiling():
+            # a compiled graph computes it inline: reading or filling the cache would make it recompile
+            return self._encodemap(height, width, device)
         key = (height, width, str(device))
         if key not in self._cache:
-            pos_y = self._axis(height, device)[:, None, :].expand(height, width, -1)
-            pos_x = self._axis(width, device)[None, :, :].expand(height, width, -1)
-            self._cache[key] = torch.cat([pos_y, pos_x], dim=2).permute(2, 0, 1).contiguous()
+            self._cache[key] = self._encodemap(height, width, device)
         return self._cache[key]
+
+    def _encodemap(self, height, width, device):
+        pos_y = self._axis(height, device)[:, None, :].expand(height, width, -1)
+        pos_x = self._axis(width, device)[None, :, :].expand(height, width, -1)
+        return torch.cat([pos_y, pos_x], dim=2).permute(2, 0, 1).contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encode the grid of a feature map.

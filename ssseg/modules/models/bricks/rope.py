@@ -15,8 +15,9 @@ from ssseg.modules.models.registries import ATTENTIONS
 from .attention import Attention
 
 
-def axialropetables(dim: int, end_x: int, end_y: int, theta: float = 10000.0) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Return (cos, sin), each (end_x * end_y, dim // 2) float32 on the CPU, for a head width ``dim``.
+def axialropetables(dim: int, end_x: int, end_y: int, theta: float = 10000.0,
+                    device: Optional[torch.device] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Return (cos, sin), each (end_x * end_y, dim // 2) float32 on ``device`` (the CPU), for a head width ``dim``.
 
     Column j < dim // 4 rotates by x * theta ** (-4j / dim), column dim // 4 + j by y * theta ** (-4j / dim).
 
@@ -25,18 +26,19 @@ def axialropetables(dim: int, end_x: int, end_y: int, theta: float = 10000.0) ->
         end_x: columns of the token grid.
         end_y: rows of the token grid.
         theta: base of the rotation frequencies.
+        device: where the tables are computed (default the CPU).
 
     Returns:
-        (cos, sin): each (end_x * end_y, dim // 2) float32 on the CPU, one row per token in row-major order.
+        (cos, sin): each (end_x * end_y, dim // 2) float32 on ``device``, one row per token in row-major order.
 
     Raises:
         ValueError: ``dim`` is not divisible by 4.
     """
     if dim % 4 != 0:
         raise ValueError(f'axial RoPE needs a head width divisible by 4, got {dim}')
-    inv_freqs = 1.0 / (theta ** (torch.arange(0, dim, 4)[: dim // 4].float() / dim))
-    pos_x = torch.arange(end_x, dtype=torch.float32).repeat(end_y)
-    pos_y = torch.arange(end_y, dtype=torch.float32).repeat_interleave(end_x)
+    inv_freqs = 1.0 / (theta ** (torch.arange(0, dim, 4, device=device)[: dim // 4].float() / dim))
+    pos_x = torch.arange(end_x, dtype=torch.float32, device=device).repeat(end_y)
+    pos_y = torch.arange(end_y, dtype=torch.float32, device=device).repeat_interleave(end_x)
     angles = torch.cat([torch.outer(pos_x, inv_freqs), torch.outer(pos_y, inv_freqs)], dim=-1)
     return angles.cos(), angles.sin()
 
@@ -95,21 +97,38 @@ class RoPEAttention(Attention):
         # tables per (num tokens, device); not buffers, so they stay float32 and out of the state dict
         self._ropecache = {}
 
+    def _grid(self, num_tokens):
+        """(end_x, end_y) of the query grid of ``num_tokens`` tokens."""
+        if num_tokens == self.feat_sizes[0] * self.feat_sizes[1]:
+            return self.feat_sizes
+        side = math.isqrt(num_tokens)
+        if side * side != num_tokens:
+            raise ValueError(f'RoPEAttention queries must form feat_sizes={self.feat_sizes} or a square grid, '
+                             f'got {num_tokens} tokens')
+        return side, side
+
     def _ropetables(self, num_tokens, device):
+        if torch.compiler.is_compiling():
+            # computed inline on the device (values within an ulp of the CPU ones): the cache would recompile
+            end_x, end_y = self._grid(num_tokens)
+            return axialropetables(self.internal_dim // self.num_heads, end_x, end_y, self.rope_theta, device)
         key = (num_tokens, str(device))
         if key not in self._ropecache:
-            if num_tokens == self.feat_sizes[0] * self.feat_sizes[1]:
-                end_x, end_y = self.feat_sizes
-            else:
-                end_x = end_y = math.isqrt(num_tokens)
-                if end_x * end_x != num_tokens:
-                    raise ValueError(f'RoPEAttention queries must form feat_sizes={self.feat_sizes} or a square grid, '
-                                     f'got {num_tokens} tokens')
+            end_x, end_y = self._grid(num_tokens)
             head_dim = self.internal_dim // self.num_heads
             # built on the CPU then moved, as Meta does, so values agree on every device
             cos, sin = axialropetables(head_dim, end_x, end_y, self.rope_theta)
             self._ropecache[key] = (cos.to(device), sin.to(device))
         return self._ropecache[key]
+
+    def _checkkeys(self, num_q, num_k, num_k_exclude_rope):
+        if not 0 <= num_k_exclude_rope <= num_k:
+            raise ValueError(f'num_k_exclude_rope must be in [0, {num_k}] (number of keys), got {num_k_exclude_rope}')
+        num_k_rope = num_k - num_k_exclude_rope
+        if num_k_rope != num_q and not (self.rope_k_repeat and num_k_rope % num_q == 0):
+            expected = (f'a multiple of {num_q}' if self.rope_k_repeat
+                        else f'{num_q} (set rope_k_repeat for several frames)')
+            raise ValueError(f'RoPEAttention: rotated keys must number {expected}, got {num_k_rope}')
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0,
                 key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -134,13 +153,10 @@ class RoPEAttention(Attention):
         """
         q, k, v = self._projectheads(q, k, v)
         num_q, num_k = q.shape[-2], k.shape[-2]
-        if not 0 <= num_k_exclude_rope <= num_k:
-            raise ValueError(f'num_k_exclude_rope must be in [0, {num_k}] (number of keys), got {num_k_exclude_rope}')
         num_k_rope = num_k - num_k_exclude_rope
-        if num_k_rope != num_q and not (self.rope_k_repeat and num_k_rope % num_q == 0):
-            expected = (f'a multiple of {num_q}' if self.rope_k_repeat
-                        else f'{num_q} (set rope_k_repeat for several frames)')
-            raise ValueError(f'RoPEAttention: rotated keys must number {expected}, got {num_k_rope}')
+        if not torch.compiler.is_compiling():
+            # checked eagerly only: in a graph each comparison would become a guard that recompiles
+            self._checkkeys(num_q, num_k, num_k_exclude_rope)
         cos, sin = self._ropetables(num_q, q.device)
         q = applyaxialrope(q, cos, sin)
         if num_k_rope > 0:

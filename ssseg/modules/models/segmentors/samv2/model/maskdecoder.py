@@ -311,7 +311,8 @@ def _inchunks(decode, image_embeddings, image_pe, sparse, dense, *args, index_ou
     num_prompts = sparse.shape[0]
     cache = {}
     step = CPU_PROMPT_CHUNK if sparse.device.type == 'cpu' else max(num_prompts, 1)
-    if num_prompts <= step:
+    # a compiled decoder takes every prompt at once: a chunk loop would fix the number of prompts in the graph
+    if torch.compiler.is_compiling() or num_prompts <= step:
         return decode(image_embeddings, image_pe, sparse, dense, *args, cache)
 
     def rows(x, chunk):

@@ -63,10 +63,34 @@ class SAMV2MemoryMixin:
             memory, memory_pos, num_ptr_tokens = self._gathermemory(frame_idx, batch_size, vision_feat, output_dict,
                                                                     num_frames, track_in_reverse, rebuildmemory)
             memory_mask = None
+        if self.compile_modules:
+            memory, memory_pos, memory_mask, num_ptr_tokens = self._padforcompiled(
+                memory, memory_pos, memory_mask, num_ptr_tokens, vision_feat.shape[0])
         fused = self.memory_attention(curr=[vision_feat], curr_pos=[vision_pos], memory=memory,
                                       memory_pos=memory_pos, num_obj_ptr_tokens=num_ptr_tokens,
                                       memory_mask=memory_mask)
         return self._tomap(fused, feat_size)
+
+    @staticmethod
+    def _padforcompiled(memory, memory_pos, memory_mask, num_ptr_tokens, frame_tokens):
+        """Memory as compiled attention takes it, ``(memory, memory_pos, memory_mask, num_ptr_tokens)``: always
+        with a mask, at least two spatial frames and two pointer tokens (masked zeros added where fewer), since
+        torch compiles the sizes 0 and 1 apart from larger ones."""
+        batch_size = memory.shape[1]
+        if memory_mask is None:
+            memory_mask = torch.ones(batch_size, memory.shape[0], dtype=torch.bool, device=memory.device)
+        num_spatial = memory.shape[0] - num_ptr_tokens
+        spatial_pad = frame_tokens if num_spatial == frame_tokens else 0
+        ptr_pad = max(2 - num_ptr_tokens, 0)
+        if not spatial_pad and not ptr_pad:
+            return memory, memory_pos, memory_mask, num_ptr_tokens
+
+        def padded(x, fill):
+            dim = 0 if x.dim() == 3 else 1  # tokens (M, B, C) or mask (B, M)
+            spatial, ptrs = x.split([num_spatial, num_ptr_tokens], dim)
+            pads = [x.new_full(x.shape[:dim] + (n,) + x.shape[dim + 1:], fill) for n in (spatial_pad, ptr_pad)]
+            return torch.cat([spatial, pads[0], ptrs, pads[1]], dim)
+        return padded(memory, 0), padded(memory_pos, 0), padded(memory_mask, False), num_ptr_tokens + ptr_pad
 
     def _memoryslots(self, frame_idx, selected, unselected, non_cond_outputs, track_in_reverse):
         """``[(temporal slot, frame index, output)]``: the conditioning frames (slot 0), then the recent

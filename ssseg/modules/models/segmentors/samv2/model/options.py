@@ -17,6 +17,7 @@ class SAMV2Options:
         Each field below is a keyword argument of the same name, described by its comment.
 
     Raises:
+        TypeError: ``compile_modules`` is not a bool.
         ValueError: ``proj_tpos_enc_in_obj_ptrs`` without ``add_tpos_enc_to_obj_ptrs``, ``fixed_no_obj_ptr``
             without ``pred_obj_scores`` and ``use_obj_ptrs_in_encoder``, ``image_size`` not a multiple of
             ``backbone_stride``, or an unknown ``precision``.
@@ -58,6 +59,7 @@ class SAMV2Options:
     use_mlp_for_obj_ptr_proj: bool = False  # the pointer projection is an MLP instead of a linear layer
     # -- how the model runs
     precision: str = 'float32'  # 'bfloat16' runs the entry points under autocast (see precision.py)
+    compile_modules: bool = False  # torch.compile the four heavy modules (see compiled.py)
 
     @classmethod
     def fromkwargs(cls, options: dict) -> 'SAMV2Options':
@@ -89,5 +91,8 @@ class SAMV2Options:
         if self.image_size % self.backbone_stride != 0:
             raise ValueError(f'image_size must be a multiple of backbone_stride={self.backbone_stride}, '
                              f'got {self.image_size}')
+        if not isinstance(self.compile_modules, bool):
+            raise TypeError(f'compile_modules must be a bool, got {type(self.compile_modules).__name__} '
+                            f'{self.compile_modules!r}')
         if self.precision not in PRECISIONS:
             raise ValueError(f'precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}')

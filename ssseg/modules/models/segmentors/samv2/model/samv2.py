@@ -17,6 +17,7 @@ from ssseg.modules.models.bricks.layers import MLP
 from ssseg.modules.models.registries import SEGMENTORS, BuildBackbone, BuildHead, BuildTransformer
 from ssseg.modules.utils.checkpoints import loadpretrained
 
+from .compiled import compilemodules
 from .options import SAMV2Options
 from .precision import inmodelprecision
 from .trackstep import SAMV2TrackingMixin
@@ -74,6 +75,8 @@ class SAMV2(SAMV2TrackingMixin, nn.Module):
         self._buildobjectpresence()
         self._buildsamheads(prompt_encoder, mask_decoder)
         self._buildobjectpointers()
+        if self.compile_modules:
+            compilemodules(self)
 
     def _buildimageencoder(self, image_encoder):
         self.image_encoder = BuildBackbone(image_encoder)

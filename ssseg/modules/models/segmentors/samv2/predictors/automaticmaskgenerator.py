@@ -63,10 +63,10 @@ class SAMV2AutomaticMaskGenerator(SAMV2PredictorBase):
         output_mode: 'binary_mask' (H x W bool arrays), 'uncompressed_rle' or 'coco_rle'.
         use_m2m: refine each mask once more with its own logits as a mask prompt.
         multimask_output: three candidates per point instead of one.
-        samv2_cfg, model, device, load_ckpt_strict, apply_postprocessing, precision, use_default: the model (and
-            ``precision``) is chosen as for :class:`SAMV2ImagePredictor`, ``model=`` included (a generator and a
-            predictor may share one built model); ``apply_postprocessing`` defaults to False as in Meta's docs
-            for this generator.
+        samv2_cfg, model, device, load_ckpt_strict, apply_postprocessing, precision, compile, use_default: the
+            model (and ``precision``, ``compile``) is chosen as for :class:`SAMV2ImagePredictor`, ``model=``
+            included (a generator and a predictor may share one built model); ``apply_postprocessing`` defaults to
+            False as in Meta's docs for this generator.
         progress: show a progress bar (None: only when stderr is a terminal).
     Raises:
         TypeError, ValueError: options are checked before the model is built: thresholds must be finite numbers
@@ -85,7 +85,7 @@ class SAMV2AutomaticMaskGenerator(SAMV2PredictorBase):
                  multimask_output: bool = True, samv2_cfg: Optional[dict] = None, model: Optional[SAMV2] = None,
                  device: Optional[Union[str, int, torch.device]] = None, load_ckpt_strict: Optional[bool] = None,
                  apply_postprocessing: Optional[bool] = None, progress: Optional[bool] = None,
-                 precision: Optional[str] = None, **use_default: bool) -> None:
+                 precision: Optional[str] = None, compile: Optional[bool] = None, **use_default: bool) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError('give exactly one of points_per_side (an int; set it to None when passing point_grids) '
                              'and '
@@ -129,7 +129,7 @@ class SAMV2AutomaticMaskGenerator(SAMV2PredictorBase):
             samv2_cfg=samv2_cfg, model=model, device=device, load_ckpt_strict=load_ckpt_strict,
             apply_postprocessing=apply_postprocessing, mask_threshold=self.mask_threshold,
             max_hole_area=self.min_mask_region_area, max_sprinkle_area=self.min_mask_region_area,
-            precision=precision, **use_default,
+            precision=precision, compile=compile, **use_default,
         )
 
     @staticmethod

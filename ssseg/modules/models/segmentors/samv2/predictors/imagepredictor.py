@@ -44,8 +44,10 @@ class SAMV2ImagePredictor(SAMV2PredictorBase):
             specks before upsampling, with OpenCV on any device.
         precision: ``'bfloat16'`` opts in to bfloat16 autocast (faster on GPUs and CPUs with AVX512-BF16/AMX,
             masks close to but not equal to float32's); the default 'float32' matches Meta's outputs.
-            ``load_ckpt_strict``, ``apply_postprocessing`` and ``precision`` are build options: with ``model``
-            they are the built model's and must be left out.
+        compile: opt in to ``torch.compile`` of the model's heavy modules (CPU and CUDA; the first calls compile,
+            later ones with other numbers of points or prompts reuse the code; see ``model/compiled.py``).
+            ``load_ckpt_strict``, ``apply_postprocessing``, ``precision`` and ``compile`` are build options: with
+            ``model`` they are the built model's and must be left out.
     Raises:
         TypeError, ValueError: bad options (``mask_threshold`` not a finite number, areas < 0), a bad model
             choice or device (see :func:`choosemodel`), checked before the model is built.
@@ -54,13 +56,14 @@ class SAMV2ImagePredictor(SAMV2PredictorBase):
     def __init__(self, samv2_cfg: Optional[dict] = None, model: Optional[SAMV2] = None,
                  device: Optional[Union[str, int, torch.device]] = None, load_ckpt_strict: Optional[bool] = None,
                  apply_postprocessing: Optional[bool] = None, mask_threshold: float = 0.0, max_hole_area: float = 0.0,
-                 max_sprinkle_area: float = 0.0, precision: Optional[str] = None, **use_default: bool) -> None:
+                 max_sprinkle_area: float = 0.0, precision: Optional[str] = None, compile: Optional[bool] = None,
+                 **use_default: bool) -> None:
         # checked before the (slow) model build
         mask_threshold = asnumber(mask_threshold, 'mask_threshold')
         max_hole_area = asnumber(max_hole_area, 'max_hole_area', low=0)
         max_sprinkle_area = asnumber(max_sprinkle_area, 'max_sprinkle_area', low=0)
         buildoptions = dict(load_ckpt_strict=load_ckpt_strict, apply_postprocessing=apply_postprocessing,
-                            precision=precision)
+                            precision=precision, compile=compile)
         self._usemodel(model, samv2_cfg, device, buildoptions, use_default)
         self.mask_threshold = mask_threshold
         self.transforms = SAMV2Transforms(self.model.image_size, mask_threshold, max_hole_area, max_sprinkle_area)

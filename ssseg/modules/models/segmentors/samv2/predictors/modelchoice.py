@@ -23,7 +23,7 @@ POSTPROCESSING_DECODER = {'dynamic_multimask_via_stability': True, 'dynamic_mult
                           'dynamic_multimask_stability_thresh': 0.98}
 POSTPROCESSING_VIDEO = {'binarize_mask_from_pts_for_mem_enc': True}
 # the build options a built model already fixed (so they cannot go with model=)
-BUILD_OPTIONS = ('load_ckpt_strict', 'apply_postprocessing', 'precision')
+BUILD_OPTIONS = ('load_ckpt_strict', 'apply_postprocessing', 'precision', 'compile')
 
 
 def defaultdevice(device: Optional[Union[str, int, torch.device]] = None) -> torch.device:
@@ -101,7 +101,7 @@ def choosesegmentorcfg(samv2_cfg: Optional[dict] = None, **flags: bool) -> dict:
 
 def buildsamv2(cfg: dict, device: Optional[Union[str, int, torch.device]] = None, load_ckpt_strict: bool = True,
                apply_postprocessing: bool = True, precision: Optional[Union[str, torch.dtype]] = None,
-               video: bool = False) -> SAMV2:
+               video: bool = False, compile: Optional[bool] = None) -> SAMV2:
     """Build SAMV2 from ``cfg``, load ``cfg['ckptpath']`` and return it in eval mode on ``device``.
 
     Args:
@@ -114,6 +114,8 @@ def buildsamv2(cfg: dict, device: Optional[Union[str, int, torch.device]] = None
         precision: 'float32', the opt-in 'bfloat16' (autocast; warns where the device has no fast
             bfloat16), their torch dtypes, or None for the config's own (float32 unless it says otherwise).
         video: build for the video predictor (see ``apply_postprocessing``).
+        compile: torch.compile the image encoder, memory attention, memory encoder and mask decoder (the config's
+            ``compile_modules``; None keeps the config's, False by default). Opt-in: the first calls compile.
     Returns:
         The SAMV2 model; every option is passed through the config, none is set after the build.
     Raises:
@@ -129,12 +131,13 @@ def buildsamv2(cfg: dict, device: Optional[Union[str, int, torch.device]] = None
     precision = checkprecision(cfg.get('precision', 'float32') if precision is None else precision)
     load_ckpt_strict = asflag(load_ckpt_strict, 'load_ckpt_strict')
     apply_postprocessing = asflag(apply_postprocessing, 'apply_postprocessing')
+    compile_modules = asflag(cfg.get('compile_modules', False) if compile is None else compile, 'compile')
     # checked before the (slow) build and checkpoint load
     device = defaultdevice(device)
     if not cfg.get('ckptpath'):
         raise ValueError('samv2_cfg["ckptpath"] must name the checkpoint (a URL or a local path): a predictor '
                          'never runs with random weights')
-    cfg = {**copy.deepcopy(cfg), 'precision': precision}
+    cfg = {**copy.deepcopy(cfg), 'precision': precision, 'compile_modules': compile_modules}
     if apply_postprocessing:
         cfg['mask_decoder'] = {**cfg.get('mask_decoder', {}), **POSTPROCESSING_DECODER}
         if video:
@@ -156,8 +159,9 @@ def choosemodel(model: Optional[SAMV2] = None, samv2_cfg: Optional[dict] = None,
         device: see :func:`defaultdevice`. With ``model``, ``device`` moves nothing: it must be None or the
             model's device.
         video: build for the video predictor.
-        buildoptions: {'load_ckpt_strict', 'apply_postprocessing', 'precision'}: None for the defaults
-            (True, True, the config's precision); with ``model`` they must stay None, since the model fixed them.
+        buildoptions: {'load_ckpt_strict', 'apply_postprocessing', 'precision', 'compile'}: None for the defaults
+            (True, True, the config's precision and compile_modules); with ``model`` they must stay None, since the
+            model fixed them.
         flags: the ``use_default_*`` flags given, {name: bool}.
     Returns:
         The SAMV2 model.

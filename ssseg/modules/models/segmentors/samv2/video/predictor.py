@@ -89,6 +89,8 @@ class SAMV2VideoPredictor(SAMV2VideoStreaming, SAMV2VideoTracking, SAMV2Predicto
             the memory encoder as one batch, their memory banks of different lengths padded and masked; each object
             still reads only its own memories, so the outputs are those of tracking one object at a time (False,
             Meta's way, kept for comparison) up to float rounding.
+        compile: opt in to ``torch.compile`` of the model's heavy modules, as for :class:`SAMV2ImagePredictor`; a new
+            number of objects or of memory frames reuses the compiled code.
     """
 
     def __init__(self, samv2_cfg: Optional[dict] = None, model: Optional[SAMV2] = None,
@@ -97,7 +99,7 @@ class SAMV2VideoPredictor(SAMV2VideoStreaming, SAMV2VideoTracking, SAMV2Predicto
                  non_overlap_masks: bool = False, clear_non_cond_mem_around_input: bool = False,
                  clear_non_cond_mem_for_multi_obj: bool = False, add_all_frames_to_correct_as_cond: bool = False,
                  release_memory: bool = True, progress: Optional[bool] = None, precision: Optional[str] = None,
-                 batch_objects: bool = True, **use_default: bool) -> None:
+                 batch_objects: bool = True, compile: Optional[bool] = None, **use_default: bool) -> None:
         flags = dict(non_overlap_masks=non_overlap_masks, batch_objects=batch_objects,
                      clear_non_cond_mem_around_input=clear_non_cond_mem_around_input,
                      clear_non_cond_mem_for_multi_obj=clear_non_cond_mem_for_multi_obj,
@@ -114,7 +116,7 @@ class SAMV2VideoPredictor(SAMV2VideoStreaming, SAMV2VideoTracking, SAMV2Predicto
             raise ValueError(f'fill_hole_area must be a number >= 0 (pixels of the low-res mask), '
                              f'got {fill_hole_area!r}')
         buildoptions = dict(load_ckpt_strict=load_ckpt_strict, apply_postprocessing=apply_postprocessing,
-                            precision=precision)
+                            precision=precision, compile=compile)
         self._usemodel(model, samv2_cfg, device, buildoptions, use_default, video=True)
         self.fill_hole_area, self.progress = fill_hole_area, progress
         for name, value in flags.items():
