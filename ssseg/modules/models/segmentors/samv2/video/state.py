@@ -22,8 +22,10 @@ A frame record holds ``pred_masks`` (1, 1, S/4, S/4) float32 low-res logits (aft
 for every visited frame: they are the outputs and the mask prompt of refinement clicks),
 ``obj_ptr`` (1, C), ``object_score_logits`` (1, 1), ``maskmem_features`` (1, Cmem, S/16, S/16) bfloat16
 or None once released, ``maskmem_pos_enc`` (views of the shared constant), and what is needed to
-encode the same memory again: ``_holes`` (the logits hole filling overwrote, or None), ``_frompts`` and
-``_candidates`` (how many masks the decoder upsampled together).
+encode the same memory again: ``_holes`` (the logits hole filling overwrote, or None; on the CPU their
+indices and values, elsewhere a hole map and the unfilled logits, see ``fillsmallholes``), ``_frompts`` and
+``_candidates`` (how many masks the decoder upsampled together). Each record owns its tensors, also when
+its objects were tracked as one batch.
 
 How memories are released and rebuilt is in :mod:`.memory`, how prompts become model inputs in
 :mod:`.prompts`.
