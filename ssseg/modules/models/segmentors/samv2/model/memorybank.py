@@ -152,7 +152,8 @@ class SAMV2MemoryMixin:
         memory = torch.cat(feats, dim=0)
         memory = memory.to(torch.promote_types(memory.dtype, vision_feat.dtype))
         memory_pos = torch.cat(poses, dim=0)
-        tpos = self.maskmem_tpos_enc[[self.num_maskmem - t_pos - 1 for t_pos, _, _ in slots]]
+        # indexed by Python ints: a list index would be copied to the device, a host sync on CUDA
+        tpos = torch.stack([self.maskmem_tpos_enc[self.num_maskmem - t_pos - 1] for t_pos, _, _ in slots])
         memory_pos = memory_pos.to(torch.promote_types(memory_pos.dtype, tpos.dtype))
         # temporal encodings added in place to the spatial part (a fresh tensor from cat)
         spatial = memory_pos[:memory_pos.shape[0] - num_ptr_tokens]
@@ -221,7 +222,9 @@ class SAMV2MemoryMixin:
             # distances normalized by the window; a one-frame window (max_ptrs 1) would divide by zero
             scale = max(max_ptrs - 1, 1)
             tpos_dim = hidden if self.proj_tpos_enc_in_obj_ptrs else self.mem_dim
-            obj_pos = sineencode1d(torch.tensor(positions, device=device) / scale, dim=tpos_dim)
+            # a non-blocking copy: the host does not wait for the device's queue (pageable memory is staged first)
+            distances = torch.tensor(positions, dtype=torch.float32).to(device, non_blocking=True)
+            obj_pos = sineencode1d(distances / scale, dim=tpos_dim)
             obj_pos = self.obj_ptr_tpos_proj(obj_pos).unsqueeze(1).expand(-1, batch_size, self.mem_dim)
         else:
             obj_pos = obj_ptrs.new_zeros(len(positions), batch_size, self.mem_dim)

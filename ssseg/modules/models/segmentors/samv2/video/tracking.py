@@ -112,7 +112,8 @@ class SAMV2VideoTracking:
         only the last frame's are cached."""
         backbone_out = state['cached_features'].get(frame_idx)
         if backbone_out is None:
-            image = state['images'][frame_idx].to(state['device']).float()[None]
+            # the host hands the frame over without waiting for the device's queue
+            image = state['images'][frame_idx].to(state['device'], non_blocking=True).float()[None]
             backbone_out = self.model.forwardimage(image)
             if cache:
                 state['cached_features'] = {frame_idx: backbone_out}
