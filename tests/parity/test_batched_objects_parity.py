@@ -1,7 +1,8 @@
-"""Objects tracked as one batch (``batch_objects=True``, the default) against one at a time and against Meta.
+"""Objects tracked as one batch (``batch_objects=True``, the default on CUDA) against one at a time and Meta.
 
 Three predictors share one random-weight checkpoint: ours batched, ours one object at a time
-(``batch_objects=False``, the path the offline parity tests keep equal to Meta) and Meta's sam2 1.1.0.
+(``batch_objects=False``, the CPU default, which the offline parity tests keep equal to Meta) and Meta's
+sam2 1.1.0.
 Every call runs on all three; the batched outputs are compared with both others (logits within 1e-4 of
 their scale, binary masks >= 99.95 % equal). Objects join on different frames and one is removed, so their
 memory banks differ in length and the batched memory is padded and masked: the test counts that it was.
@@ -31,8 +32,9 @@ def clip(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def trio(makeckpt):
-    batched, theirs = buildpair(makeckpt)
-    one_at_a_time = SAMV2VideoPredictor(model=batched.model, fill_hole_area=0, batch_objects=False)
+    one_at_a_time, theirs = buildpair(makeckpt)
+    batched = SAMV2VideoPredictor(model=one_at_a_time.model, fill_hole_area=0, batch_objects=True)
+    # on a CPU the default is one object at a time, batching is asked for
     assert batched.batch_objects and not one_at_a_time.batch_objects
     return batched, one_at_a_time, theirs
 

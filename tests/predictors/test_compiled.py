@@ -27,8 +27,9 @@ def videos(tmp_path_factory):
     folder = tmp_path_factory.mktemp('compiled')
     # seed 1: random weights whose masks cover part of the clip (seed 0 finds no object at all)
     cfg = writetinyckpt(folder / 'tiny.pt', seed=1)
-    eager = SAMV2VideoPredictor(samv2_cfg=dict(cfg), device='cpu')
-    compiled = SAMV2VideoPredictor(samv2_cfg=dict(cfg), device='cpu', compile=True)
+    # objects batched, as on a GPU, so that their number is a shape of the compiled code
+    eager = SAMV2VideoPredictor(samv2_cfg=dict(cfg), device='cpu', batch_objects=True)
+    compiled = SAMV2VideoPredictor(samv2_cfg=dict(cfg), device='cpu', compile=True, batch_objects=True)
     return eager, compiled, writeclip(folder / 'frames', num_frames=6)
 
 

@@ -85,10 +85,10 @@ class SAMV2VideoPredictor(SAMV2VideoStreaming, SAMV2VideoTracking, SAMV2Predicto
             image encoding each); prompted frames keep theirs. False keeps everything, as Meta does.
         progress: progress bar while propagating (None: only when stderr is a terminal).
         precision: 'float32' (default) or the opt-in 'bfloat16', as for :class:`SAMV2ImagePredictor`.
-        batch_objects: (default) the objects tracked on a frame run through memory attention, the mask decoder and
-            the memory encoder as one batch, their memory banks of different lengths padded and masked; each object
+        batch_objects: True runs the objects tracked on a frame through memory attention, the mask decoder and the
+            memory encoder as one batch, their memory banks of different lengths padded and masked; each object
             still reads only its own memories, so the outputs are those of tracking one object at a time (False,
-            Meta's way, kept for comparison) up to float rounding.
+            Meta's way) up to float rounding. None (default): batched on CUDA, one at a time on a CPU.
         compile: opt in to ``torch.compile`` of the model's heavy modules, as for :class:`SAMV2ImagePredictor`; a new
             number of objects or of memory frames reuses the compiled code.
     """
@@ -99,8 +99,8 @@ class SAMV2VideoPredictor(SAMV2VideoStreaming, SAMV2VideoTracking, SAMV2Predicto
                  non_overlap_masks: bool = False, clear_non_cond_mem_around_input: bool = False,
                  clear_non_cond_mem_for_multi_obj: bool = False, add_all_frames_to_correct_as_cond: bool = False,
                  release_memory: bool = True, progress: Optional[bool] = None, precision: Optional[str] = None,
-                 batch_objects: bool = True, compile: Optional[bool] = None, **use_default: bool) -> None:
-        flags = dict(non_overlap_masks=non_overlap_masks, batch_objects=batch_objects,
+                 batch_objects: Optional[bool] = None, compile: Optional[bool] = None, **use_default: bool) -> None:
+        flags = dict(non_overlap_masks=non_overlap_masks,
                      clear_non_cond_mem_around_input=clear_non_cond_mem_around_input,
                      clear_non_cond_mem_for_multi_obj=clear_non_cond_mem_for_multi_obj,
                      add_all_frames_to_correct_as_cond=add_all_frames_to_correct_as_cond, release_memory=release_memory)
@@ -119,6 +119,9 @@ class SAMV2VideoPredictor(SAMV2VideoStreaming, SAMV2VideoTracking, SAMV2Predicto
                             precision=precision, compile=compile)
         self._usemodel(model, samv2_cfg, device, buildoptions, use_default, video=True)
         self.fill_hole_area, self.progress = fill_hole_area, progress
+        # batching pays on GPUs; on a CPU it measured no faster than one object at a time (docs/benchmarks.md)
+        self.batch_objects = (self.model.device.type == 'cuda' if batch_objects is None
+                              else asflag(batch_objects, 'batch_objects'))
         for name, value in flags.items():
             setattr(self, name, value)
 
