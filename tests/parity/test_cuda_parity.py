@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from test_amg_parity import LOOSE, assertsamerecords
-from test_imagepredictor_parity import assertsameoutputs
+from test_imagepredictor_parity import assertsameoutputs, both
 from test_videopredictor_parity import PRESENT_BIAS, Session
 
 from ssseg.modules.models.segmentors.samv2 import SAMV2AutomaticMaskGenerator, SAMV2ImagePredictor, SAMV2VideoPredictor
@@ -71,10 +71,6 @@ def imagepair(makeckpt):
         ours.set_image(image)
         theirs.set_image(image)
     return ours, theirs
-
-
-def both(pair, **kwargs):
-    return [predictor.predict(**kwargs) for predictor in pair]
 
 
 def test_image_embedding(imagepair):

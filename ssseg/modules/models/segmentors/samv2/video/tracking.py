@@ -16,9 +16,11 @@ from .state import COND, NON_COND, anyoutput, trackinglength
 PREV_LOGITS_CLAMP = 32.0
 
 
-def _owned(row, batch_size):
-    """A row of a batched output as a tensor of its own (a view would keep the whole batch alive)."""
-    return row.clone() if batch_size > 1 else row
+def _owned(row, batched):
+    """A row of ``batched`` as a tensor of its own: copied only while it is a view of a batch of several (a view
+    would keep the whole batch alive); a row already copied (to the storage device, by hole filling) is kept."""
+    shares = row.untyped_storage().data_ptr() == batched.untyped_storage().data_ptr()
+    return row.clone() if shares and batched.size(0) > 1 else row
 
 
 class SAMV2VideoTracking:
@@ -148,9 +150,9 @@ class SAMV2VideoTracking:
                 'maskmem_features': None if features is None else self._tostorage(state, features[row]),
                 'maskmem_pos_enc': pos_enc,
                 # device-to-host copies stay blocking: a non-blocking one could be read before it lands
-                'pred_masks': _owned(pred_masks.to(storage), batch),
-                'obj_ptr': _owned(out['obj_ptr'][row], batch),
-                'object_score_logits': _owned(out['object_score_logits'][row], batch),
+                'pred_masks': _owned(pred_masks.to(storage), out['pred_masks']),
+                'obj_ptr': _owned(out['obj_ptr'][row], out['obj_ptr']),
+                'object_score_logits': _owned(out['object_score_logits'][row], out['object_score_logits']),
                 # how this memory is encoded again once released (unused until memory is encoded)
                 '_holes': None if holes is None else tuple(x.to(storage) for x in holes),
                 '_frompts': point_inputs is not None,
