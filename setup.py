@@ -18,7 +18,9 @@ setup(
     packages=find_packages(include=['ssseg', 'ssseg.*']),
     python_requires='>=3.9',
     install_requires=requirements,
-    extras_require={'test': ['pytest', 'hypothesis', 'ruff', 'hydra-core>=1.3.2', 'iopath>=0.1.10', 'setuptools']},
+    extras_require={'test': ['pytest', 'hypothesis', 'ruff', 'hydra-core>=1.3.2', 'iopath>=0.1.10', 'setuptools',
+                             # Meta's training package (the fine-tuning oracle) imports these
+                             'tensordict', 'tensorboard']},
     entry_points={'console_scripts': ['ssseg = ssseg.inference:main']},
     license='Apache-2.0',
 )

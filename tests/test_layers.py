@@ -17,10 +17,10 @@ LAYERS = [
     (2.0, 'model: bricks', ('ssseg.modules.models.bricks',)),
     (2.1, 'model: backbones', ('ssseg.modules.models.backbones',)),
     (2.2, 'model: segmentors', ('ssseg.modules.models.segmentors',)),
-    (2.2, 'model: SAMV2', (f'{SAMV2}.model',)),
-    (3, 'predictors and video', (SAMV2, f'{SAMV2}.predictors', f'{SAMV2}.video')),
+    (2.2, 'model: SAMV2', (f'{SAMV2}.model', 'ssseg.modules.models.losses')),
+    (3, 'predictors, video and data', (SAMV2, f'{SAMV2}.predictors', f'{SAMV2}.video', 'ssseg.modules.datasets')),
     (4, 'outputs', (f'{SAMV2}.outputs', f'{SAMV2}.visualization')),
-    (5, 'front ends', ('ssseg.inference', 'ssseg.compat', 'ssseg.testing')),
+    (5, 'front ends', ('ssseg.inference', 'ssseg.compat', 'ssseg.testing', 'ssseg.training', 'ssseg.evaluation')),
 ]
 MODEL_RANK = (2.0, 2.2)
 # what the model layer must not touch: arrays, images and files belong to the predictors, the heap to them too

@@ -17,7 +17,9 @@ from typing import Optional, Sequence
 import torch
 from tqdm import tqdm
 
+from ..evaluation.cli import addevalparser, runeval
 from ..modules.utils.checkpoints import CheckpointError, CheckpointNotFoundError
+from ..training.cli import addtrainparser, runtrain
 from .distributed import Ranks
 from .imagejobs import AMG_OPTIONS, runimages
 from .streamjob import runstream
@@ -57,7 +59,7 @@ def buildparser() -> argparse.ArgumentParser:
         The parser; ``parse_args`` exits with status 2 and a one-line error on a malformed flag.
     """
     parser = argparse.ArgumentParser(prog='ssseg', description='SAM 2 inference from the command line: masks on disk.')
-    commands = parser.add_subparsers(dest='command', required=True, metavar='{image,amg,video}')
+    commands = parser.add_subparsers(dest='command', required=True, metavar='{image,amg,video,train,eval}')
     common = _commonoptions()
 
     image = commands.add_parser('image', parents=[common], help='segment objects from points and boxes')
@@ -106,6 +108,8 @@ def buildparser() -> argparse.ArgumentParser:
     video.add_argument('--fps', type=float, default=None,
                        help="overlay frame rate (default: the video's or stream's, or 24)")
     video.set_defaults(events=[])
+    addtrainparser(commands)
+    addevalparser(commands)
     return parser
 
 
@@ -162,6 +166,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """
     parser = buildparser()
     args = parser.parse_args(argv)
+    if args.command in ('train', 'eval'):  # their own options and errors (exit 2, one line) live with them
+        return (runtrain if args.command == 'train' else runeval)(args)
     prefix = f'ssseg {args.command}'
 
     def log(message):

@@ -4,12 +4,14 @@ from .models.registries import (
     BuildBackbone,
     BuildConvBlock,
     BuildHead,
+    BuildLoss,
     BuildNeck,
     BuildPositionEncoding,
+    BuildPromptSampler,
     BuildSegmentor,
     BuildTransformer,
     BuildTransformerLayer,
 )
 
-__all__ = ['BuildAttention', 'BuildBackbone', 'BuildConvBlock', 'BuildHead', 'BuildNeck', 'BuildPositionEncoding',
-           'BuildSegmentor', 'BuildTransformer', 'BuildTransformerLayer']
+__all__ = ['BuildAttention', 'BuildBackbone', 'BuildConvBlock', 'BuildHead', 'BuildLoss', 'BuildNeck',
+           'BuildPositionEncoding', 'BuildPromptSampler', 'BuildSegmentor', 'BuildTransformer', 'BuildTransformerLayer']

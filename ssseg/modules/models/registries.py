@@ -21,6 +21,8 @@ ATTENTIONS = Registry('attention', locations=[f'{_BRICKS}.attention', f'{_BRICKS
 TRANSFORMER_LAYERS = Registry('transformer layer', locations=[_SAMV2])  # attention + feed-forward, one layer
 TRANSFORMERS = Registry('transformer', locations=[_SAMV2])  # stacks of transformer layers
 CONV_BLOCKS = Registry('conv block', locations=[_SAMV2])  # convolutional blocks and stacks on (B, C, H, W) maps
+LOSSES = Registry('loss', locations=['ssseg.modules.models.losses'])  # (predictions, targets) -> dict of losses
+PROMPT_SAMPLERS = Registry('prompt sampler', locations=[_SAMV2])  # training prompts simulated from ground truth
 
 BuildSegmentor = makebuilder('BuildSegmentor', SEGMENTORS, 'segmentor cfg')
 BuildHead = makebuilder('BuildHead', HEADS, 'head cfg')
@@ -31,3 +33,5 @@ BuildAttention = makebuilder('BuildAttention', ATTENTIONS, 'attention cfg')
 BuildTransformerLayer = makebuilder('BuildTransformerLayer', TRANSFORMER_LAYERS, 'transformer layer cfg')
 BuildTransformer = makebuilder('BuildTransformer', TRANSFORMERS, 'transformer cfg')
 BuildConvBlock = makebuilder('BuildConvBlock', CONV_BLOCKS, 'conv block cfg')
+BuildLoss = makebuilder('BuildLoss', LOSSES, 'loss cfg')
+BuildPromptSampler = makebuilder('BuildPromptSampler', PROMPT_SAMPLERS, 'prompt sampler cfg')
