@@ -2,7 +2,9 @@
 
 Importing this package registers SAMV2 and its parts in the registries (their ``locations`` name it).
 """
-from . import maskdecoder, memoryattention, memoryencoder, promptencoder, twowaytransformer  # noqa: F401 (registration)
+# imported for their registrations
+from . import maskdecoder, memoryattention, memoryencoder, promptencoder, trainprompts, twowaytransformer  # noqa: F401
 from .samv2 import NO_OBJ_SCORE, SAMV2
+from .trainprompts import PromptPlan, SAMV2TrainPromptSampler
 
-__all__ = ['NO_OBJ_SCORE', 'SAMV2']
+__all__ = ['NO_OBJ_SCORE', 'PromptPlan', 'SAMV2', 'SAMV2TrainPromptSampler']

@@ -21,6 +21,7 @@ from .compiled import compilemodules
 from .options import SAMV2Options
 from .precision import inmodelprecision
 from .trackstep import SAMV2TrackingMixin
+from .trainforward import SAMV2TrainingMixin
 
 # logit given to every pixel of an object predicted absent from the frame
 NO_OBJ_SCORE = -1024.0
@@ -46,7 +47,7 @@ def _learned(*shape):
 
 
 @SEGMENTORS.register_module()
-class SAMV2(SAMV2TrackingMixin, nn.Module):
+class SAMV2(SAMV2TrainingMixin, SAMV2TrackingMixin, nn.Module):
     """Segment Anything 2: Hiera image encoder, SAM prompt encoder and mask decoder, and a memory bank.
 
     Args:

@@ -63,6 +63,21 @@ class SAMV2TrackingMixin(SAMV2MemoryMixin):
             and maskmem_pos_enc [(B, Cmem, S/16, S/16)] (both None without the memory encoder).
         Raises:
             ValueError: malformed inputs or ``output_dict``, or ``prev_sam_mask_logits`` misused."""
+        current_out, sam_outputs, _, _ = self._decodetrackedframe(
+            frame_idx, is_init_cond_frame, current_vision_feats, current_vision_pos_embeds, feat_sizes, point_inputs,
+            mask_inputs, output_dict, num_frames, track_in_reverse, prev_sam_mask_logits, rebuildmemory)
+        low_res_masks, high_res_masks, obj_ptr, object_score_logits = sam_outputs[3:]
+        current_out.update(pred_masks=low_res_masks, pred_masks_high_res=high_res_masks, obj_ptr=obj_ptr,
+                           object_score_logits=object_score_logits)
+        self._addnewmemory(current_out, current_vision_feats, feat_sizes, high_res_masks, object_score_logits,
+                           point_inputs is not None, run_mem_encoder, isinstance(output_dict, (list, tuple)))
+        return current_out
+
+    def _decodetrackedframe(self, frame_idx, is_init_cond_frame, current_vision_feats, current_vision_pos_embeds,
+                            feat_sizes, point_inputs, mask_inputs, output_dict, num_frames, track_in_reverse,
+                            prev_sam_mask_logits, rebuildmemory):
+        """Checked inputs -> ``(current_out, sam_outputs, high_res_features, pix_feat)``: the prompts, the decoder's
+        7-tuple (see :meth:`forwardsamheads`), and the features it decoded from, which correction clicks reuse."""
         batch_size = self._checktrackinputs(frame_idx, current_vision_feats, current_vision_pos_embeds, feat_sizes,
                                             point_inputs, num_frames)
         current_out = {'point_inputs': point_inputs, 'mask_inputs': mask_inputs}
@@ -79,16 +94,17 @@ class SAMV2TrackingMixin(SAMV2MemoryMixin):
             mask_inputs = self._maskprompt(mask_inputs, prev_sam_mask_logits, point_inputs, batch_size)
             sam_outputs = self.forwardsamheads(pix_feat, point_inputs, mask_inputs, high_res_features,
                                                self._usemultimask(is_init_cond_frame, point_inputs))
-        low_res_masks, high_res_masks, obj_ptr, object_score_logits = sam_outputs[3:]
-        current_out.update(pred_masks=low_res_masks, pred_masks_high_res=high_res_masks, obj_ptr=obj_ptr,
-                           object_score_logits=object_score_logits)
+        return current_out, sam_outputs, high_res_features, pix_feat
+
+    def _addnewmemory(self, current_out, current_vision_feats, feat_sizes, high_res_masks, object_score_logits,
+                      is_mask_from_pts, run_mem_encoder, independent_objects):
+        """Set ``maskmem_features`` / ``maskmem_pos_enc`` of ``current_out`` (None without the memory encoder)."""
         maskmem_features = maskmem_pos_enc = None
         if run_mem_encoder and self.num_maskmem > 0:
             maskmem_features, maskmem_pos_enc = self.encodenewmemory(
-                current_vision_feats, feat_sizes, high_res_masks, object_score_logits, point_inputs is not None,
-                independent_objects=isinstance(output_dict, (list, tuple)))
+                current_vision_feats, feat_sizes, high_res_masks, object_score_logits, is_mask_from_pts,
+                independent_objects=independent_objects)
         current_out.update(maskmem_features=maskmem_features, maskmem_pos_enc=maskmem_pos_enc)
-        return current_out
 
     def _maskprompt(self, mask_inputs, prev_sam_mask_logits, point_inputs, batch_size):
         """The decoder's mask prompt: the given mask, or an earlier prediction on the frame fed back with new points."""
@@ -137,11 +153,11 @@ class SAMV2TrackingMixin(SAMV2MemoryMixin):
             mask_for_mem = (masks > 0).float()
         else:
             mask_for_mem = torch.sigmoid(masks)
-        # mask_for_mem is a fresh tensor here, so scaling it in place changes nothing the caller holds
+        # out of place: the sigmoid's backward (training) needs its output unchanged
         if self.sigmoid_scale_for_mem_enc != 1.0:
-            mask_for_mem.mul_(self.sigmoid_scale_for_mem_enc)
+            mask_for_mem = mask_for_mem * self.sigmoid_scale_for_mem_enc
         if self.sigmoid_bias_for_mem_enc != 0.0:
-            mask_for_mem.add_(self.sigmoid_bias_for_mem_enc)
+            mask_for_mem = mask_for_mem + self.sigmoid_bias_for_mem_enc
         encoded = self.memory_encoder(pix_feat, mask_for_mem, skip_mask_sigmoid=True)
         maskmem_features, maskmem_pos_enc = encoded['vision_features'], encoded['vision_pos_enc']
         if self.no_obj_embed_spatial is not None:
