@@ -197,9 +197,9 @@ class SAMV2TrainPromptSampler:
             max_dy = torch.minimum((boxes[:, 3] - boxes[:, 1]) * self.box_noise, bound)
             jitter = 2 * self._noise((boxes.shape[0], 4), boxes.device, 'box') - 1
             boxes = boxes + jitter * torch.stack([max_dx, max_dy, max_dx, max_dy], dim=-1)
-            limit = torch.tensor([width - 1, height - 1, width - 1, height - 1], device=boxes.device,
-                                 dtype=boxes.dtype)
-            boxes = torch.minimum(boxes.clamp(min=0), limit)
+        # inside the image even without noise (Meta clamps only noised boxes; only an empty mask's box differs)
+        limit = torch.tensor([width - 1, height - 1, width - 1, height - 1], device=boxes.device, dtype=boxes.dtype)
+        boxes = torch.minimum(boxes.clamp(min=0), limit)
         labels = torch.tensor([[2, 3]], dtype=torch.int32, device=boxes.device).expand(boxes.shape[0], 2)
         return boxes.reshape(-1, 2, 2), labels.contiguous()
 
