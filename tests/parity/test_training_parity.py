@@ -14,8 +14,9 @@ import torch
 from ssseg.modules import BuildLoss, BuildPromptSampler, BuildSegmentor
 from ssseg.modules.models.segmentors.samv2.model import PromptPlan
 from ssseg.modules.utils.configs import loadsegmentorcfg
+from ssseg.testing.metatraining import RecordingSampler, buildmetatrainmodel, metatrainforward
 
-from helpers import ORACLE_CONFIGS, assertclose
+from helpers import assertclose
 
 NAME, SIZE = 'samv21_hiera_tiny', 128
 LOSS_CFG = dict(type='SAMV2MultiStepLoss', weight_dict=dict(loss_mask=20, loss_dice=1, loss_iou=1, loss_class=1),
@@ -29,16 +30,12 @@ pytestmark = pytest.mark.usefixtures('onethread')
 @pytest.fixture(scope='module')
 def pair(makeckpt):
     pytest.importorskip('tensordict', reason="Meta's training package needs tensordict (the test extras)")
-    from sam2.build_sam import build_sam2
     ckpt = makeckpt(NAME)
     cfg = loadsegmentorcfg(NAME)
     cfg['ckptpath'], cfg['image_size'] = ckpt, SIZE
     ours = BuildSegmentor(cfg).loadckpt().train()
-    overrides = ['++model._target_=training.model.sam2.SAM2Train', f'++model.image_size={SIZE}',
-                 f'++model.num_correction_pt_per_frame={NUM_CORRECTIONS}',
-                 '++model.add_all_frames_to_correct_as_cond=true']
-    theirs = build_sam2(ORACLE_CONFIGS[NAME], ckpt, device='cpu', hydra_overrides_extra=overrides,
-                        apply_postprocessing=False).train()
+    theirs = buildmetatrainmodel(NAME, ckpt, SIZE, num_correction_pt_per_frame=NUM_CORRECTIONS,
+                                 add_all_frames_to_correct_as_cond=True)
     # the dropout the docstring speaks of is really on (the shipped configs' 0.1)
     assert ours.memory_attention.layers[0].dropout1.p > 0 and theirs.memory_attention.layers[0].dropout1.p > 0
     return ours, theirs
@@ -72,64 +69,6 @@ def _batch(num_frames, clip_of_object, seed):
     return images, masks, obj_to_frame_idx
 
 
-class RecordingSampler:
-    """Our sampler, with every prompt it hands out recorded in order (for Meta's side to replay)."""
-
-    def __init__(self, **options):
-        self.sampler = BuildPromptSampler(dict(type='SAMV2TrainPromptSampler', seed=7, **options))
-        self.sampler.startstep(5)
-        self.initial, self.corrections = {}, []
-
-    def __getattr__(self, name):
-        return getattr(self.sampler, name)
-
-    def initialprompt(self, gt_masks, use_box):
-        prompt = self.sampler.initialprompt(gt_masks, use_box)
-        self.initial[len(self.initial)] = prompt
-        return prompt
-
-    def correctionclick(self, gt_masks, pred_masks):
-        click = self.sampler.correctionclick(gt_masks, pred_masks)
-        self.corrections.append(click)
-        return click
-
-
-def _metaforward(theirs, batch, plan, recorder, monkeypatch):
-    """Meta's SAM2Train forward on ``batch`` with the recorded plan and prompts."""
-    import training.model.sam2 as metatrain
-    from training.utils.data_utils import BatchedVideoDatapoint, BatchedVideoMetaData
-    images, masks, obj_to_frame_idx = batch
-    num_frames, num_objects = masks.shape[:2]
-    initial = iter(recorder.initial.values())
-
-    def replayedprompts(self, backbone_out, data, start_frame_idx=0):
-        gt = {t: m.unsqueeze(1) for t, m in enumerate(data.masks)}
-        backbone_out.update(
-            gt_masks_per_frame=gt, num_frames=num_frames, use_pt_input=plan.use_pt_input,
-            init_cond_frames=list(plan.init_cond_frames), frames_not_in_init_cond=plan.framesnotincond(num_frames),
-            frames_to_add_correction_pt=list(plan.frames_to_correct), mask_inputs_per_frame={},
-            point_inputs_per_frame={})
-        for t in plan.init_cond_frames:
-            if plan.use_pt_input:
-                coords, labels = next(initial)
-                backbone_out['point_inputs_per_frame'][t] = {'point_coords': coords, 'point_labels': labels}
-            else:
-                backbone_out['mask_inputs_per_frame'][t] = gt[t]
-        return backbone_out
-
-    corrections = iter(recorder.corrections)
-    monkeypatch.setattr(metatrain.SAM2Train, 'prepare_prompt_inputs', replayedprompts)
-    monkeypatch.setattr(metatrain, 'get_next_point', lambda gt_masks, pred_masks, method: next(corrections))
-    metadata = BatchedVideoMetaData(unique_objects_identifier=torch.zeros(num_frames, num_objects, 3, dtype=torch.long),
-                                    frame_orig_size=torch.zeros(num_frames, num_objects, 2, dtype=torch.long),
-                                    batch_size=[num_frames])
-    data = BatchedVideoDatapoint(img_batch=images, obj_to_frame_idx=obj_to_frame_idx, masks=masks,
-                                 metadata=metadata, dict_key='parity', batch_size=[num_frames])
-    outputs = theirs(data)
-    assert next(corrections, None) is None, "Meta's side used fewer correction clicks than ours drew"
-    return outputs, masks
-
-
 STEP_KEYS = ('multistep_pred_multimasks_high_res', 'multistep_pred_ious', 'multistep_object_score_logits',
              'multistep_pred_multimasks')
 CASES = {
@@ -144,18 +83,21 @@ CASES = {
 
 
 @pytest.mark.parametrize('case', sorted(CASES))
-def test_forward_loss_and_gradients_equal_meta(pair, case, monkeypatch):
+def test_forward_loss_and_gradients_equal_meta(pair, case):
     ours, theirs = pair
     from training.loss_fns import MultiStepMultiMasksAndIous
     spec = CASES[case]
     batch = _batch(spec['num_frames'], spec['clip_of_object'], seed=len(case))
-    recorder = RecordingSampler(num_correction_pt_per_frame=NUM_CORRECTIONS, prob_to_sample_from_gt=0.3)
+    recorder = RecordingSampler(dict(type='SAMV2TrainPromptSampler', seed=7,
+                                     num_correction_pt_per_frame=NUM_CORRECTIONS, prob_to_sample_from_gt=0.3))
+    recorder.startstep(5)
     ours.zero_grad()
     theirs.zero_grad()
     torch.manual_seed(11)  # dropout in memory attention draws the same masks on both sides
     our_out = ours.forwardtrain(*batch, recorder, plan=spec['plan'])
     torch.manual_seed(11)
-    their_out, masks = _metaforward(theirs, batch, spec['plan'], recorder, monkeypatch)
+    their_out = metatrainforward(theirs, *batch, spec['plan'], recorder)
+    masks = batch[1]
     assert len(our_out) == len(their_out) == spec['num_frames']
     for t, (mine, meta) in enumerate(zip(our_out, their_out)):
         for key in STEP_KEYS:
