@@ -1,0 +1,1 @@
+"""Fine-tuning configs: a model config (``SEGMENTOR_CFG``, through ``_base_``) plus ``TRAIN_CFG``."""
