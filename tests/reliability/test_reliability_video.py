@@ -458,6 +458,8 @@ def _setlabel(kwargs, value, draw):
     if kwargs['points'] is None:
         kwargs['points'], kwargs['labels'] = [[1.0, 2.0]], [1]
     labels = list(kwargs['labels'])
+    if not labels:  # an earlier mutation removed the only label
+        labels = [value]
     labels[draw(st.integers(0, len(labels) - 1))] = value
     kwargs['labels'] = labels
 

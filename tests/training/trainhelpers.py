@@ -1,8 +1,9 @@
 """Shared pieces of the fine-tuning tests: a tiny SAMV2 that Meta's ``build_sam2`` can build too, and its overrides.
 
 ``ssseg.testing.tinycfg`` narrows the mask decoder (32-wide IoU head, 2 heads, 64-wide MLP), which Meta's SAM2Base
-hard-codes (256, 8, 2048); :func:`metatinycfg` keeps Meta's widths there, so the same state dict loads strictly on
-both sides, and :data:`META_TINY_OVERRIDES` makes Meta's SAM 2.1 tiny config the same model.
+hard-codes (256, 8, 2048), and puts global attention on the trunk's q-pooling block, which Meta's Hiera cannot run;
+:func:`metatinycfg` keeps Meta's widths and moves global attention one block on, so the same state dict loads
+strictly on both sides and runs alike, and :data:`META_TINY_OVERRIDES` makes Meta's SAM 2.1 tiny config that model.
 """
 import os
 import subprocess
@@ -17,7 +18,7 @@ _ATTN = '++model.memory_attention.'
 _MEM = '++model.memory_encoder.'
 META_TINY_OVERRIDES = [
     '++model.image_size=128', f'{_TRUNK}embed_dim=8', f'{_TRUNK}num_heads=1', f'{_TRUNK}stages=[1,1,2,1]',
-    f'{_TRUNK}global_att_blocks=[2]', f'{_TRUNK}window_spec=[4,4,2,2]',
+    f'{_TRUNK}global_att_blocks=[3]', f'{_TRUNK}window_spec=[4,4,2,2]',
     f'{_TRUNK}window_pos_embed_bkg_spatial_size=[4,4]',
     f'{_NECK}d_model=32', f'{_NECK}backbone_channel_list=[64,32,16,8]', f'{_NECK}position_encoding.num_pos_feats=32',
     f'{_ATTN}d_model=32', f'{_ATTN}num_layers=1', f'{_ATTN}layer.d_model=32', f'{_ATTN}layer.dim_feedforward=64',
@@ -32,6 +33,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def metatinycfg() -> dict:
     """The tiny SAMV2 config (random weights, no checkpoint) with the mask decoder widths Meta hard-codes."""
     cfg = tinycfg('2.1')
+    # global attention off the q-pooling block: Meta's Hiera cannot pool queries in a global-attention block
+    cfg['image_encoder']['trunk']['global_att_blocks'] = [3]
     cfg['mask_decoder']['iou_head_hidden_dim'] = 256
     cfg['mask_decoder']['transformer'].update(mlp_dim=2048, num_heads=8)
     cfg.pop('ckptpath', None)

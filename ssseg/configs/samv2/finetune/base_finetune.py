@@ -10,7 +10,8 @@ TRAIN_CFG = dict(
     max_iters=20000,  # optimizer steps x accumulative_counts (mmengine counts every batch as an iteration)
     batch_size=1,  # clips (or images) per process and iteration: Meta's train_batch_size
     num_workers=2,
-    data_sampler=dict(type='InfiniteSampler', shuffle=True),  # one endless shuffled stream: no restart per epoch
+    # one endless shuffled stream; each clip's random choices follow from its place in it (resumable, any world size)
+    data_sampler=dict(type='SAMV2InfiniteSampler', shuffle=True),
     freeze=[],  # SAMV2 module names kept fixed, e.g. ['image_encoder'] or ['image_encoder', 'sam_prompt_encoder']
     checkpoint_corrections=False,  # Meta's use_act_ckpt_iterative_pt_sampling: recompute correction steps
     step_seed=True,  # seed dropout / drop path per iteration, so that a resumed run equals an uninterrupted one
