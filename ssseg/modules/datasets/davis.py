@@ -118,12 +118,15 @@ class DAVISVideoDataset(ClipDataset):
 
     def _rawclip(self, item: int, rng: np.random.Generator) -> dict:
         stems, visible = self.annotatednames(item), self._visible(item)
-        starts = [t for t in range(len(stems) - self.num_frames + 1) if visible[t]]
-        start = starts[int(rng.integers(len(starts)))]
-        picked = list(range(start, start + self.num_frames))
-        ids = self.selectobjects(sorted(visible[start]), rng)
+        windows = [list(range(t, t + self.num_frames)) for t in range(len(stems) - self.num_frames + 1)]
         if rng.random() < self.reverse_prob:
-            picked = picked[::-1]  # the first frame still shows every chosen object: reverse after choosing
+            windows = [w[::-1] for w in windows]  # played backwards: the clip starts on the window's last frame
+        windows = [w for w in windows if visible[w[0]]]
+        if not windows:  # only reversed windows can lack a visible first frame; checkdataset ensures a forward one
+            windows = [list(range(t, t + self.num_frames)) for t in range(len(stems) - self.num_frames + 1)
+                       if visible[t]]
+        picked = windows[int(rng.integers(len(windows)))]
+        ids = self.selectobjects(sorted(visible[picked[0]]), rng)  # objects seen on the clip's first frame
         labels = np.stack([readlabelmap(self._maskpath(item, stems[t])) for t in picked])
         masks = labels[:, None] == np.asarray(ids, np.uint8).reshape(1, -1, 1, 1)
         images = self._readframes(item, [stems[t] for t in picked])
