@@ -12,11 +12,12 @@ import os
 
 import pytest
 import torch
-from trainhelpers import buildmetatiny, metatinycfg
 
 from ssseg.modules import BuildSegmentor
 from ssseg.modules.utils.configs import CONFIGS_DIR
 from ssseg.training.optim import SAMV2OptimWrapperConstructor, paramgroups, trunklayerid
+
+from trainhelpers import buildmetatiny, metatinycfg
 
 pytestmark = pytest.mark.usefixtures('onethread')
 
