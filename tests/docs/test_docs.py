@@ -1,5 +1,5 @@
-"""The Python blocks of the README, the getting-started page and the SAMV2 model zoo page run as written, in
-order, like a notebook's cells (each page in a namespace of its own).
+"""The Python blocks of the README, the getting-started page, the SAMV2 model zoo page and the fine-tuning page run
+as written, in order, like a notebook's cells (each page in a namespace of its own).
 
 The model zoo page (docs/modelzoo/samv2/README.md) reads ``images/truck.jpg``, ``images/groceries.jpg``,
 ``images/cars.jpg``, ``videos/bedroom/`` and ``videos/bedroom.mp4`` relative to where it runs; the README reads
@@ -197,6 +197,9 @@ def test_docs_blocks_run_in_order(tmp_path, makeckpt, torchhome):
               + _pageblocks_of(os.path.join(REPO, 'docs', 'getting_started.md'), readme))
     assert len(blocks) >= 4, f'expected the README and getting-started examples, found {len(blocks)} python blocks'
     blocks += [(os.path.relpath(PAGE, REPO), str(zoo), line, code) for line, code in _substitute(_pageblocks())]
+    finetune = tmp_path / 'finetune'
+    finetune.mkdir()
+    blocks += _pageblocks_of(os.path.join(REPO, 'docs', 'finetuning.md'), finetune)
     blocks = [{'page': page, 'cwd': cwd, 'line': line, 'code': code, 'outputs': _outputnames(code)}
               for page, cwd, line, code in blocks]
     blocksfile = tmp_path / 'blocks.json'
