@@ -159,3 +159,15 @@ def fakecaptures(monkeypatch, path, good=None, onread=None):
         return opened[-1][1]
     monkeypatch.setattr(cv2, 'VideoCapture', make)
     return opened
+
+
+def clifails(capsys, argv, *words):
+    """``ssseg ARGV`` (in this process) exits 2 with one stderr line ``ssseg SUBCOMMAND: error: ...`` holding
+    every one of ``words``; returns that line."""
+    from ssseg.inference.cli import main
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f'ssseg {argv[0]}: error: '), err
+    for word in words:
+        assert word in err, err
+    return err

@@ -114,11 +114,11 @@ def _buildpredictor(args, kind, cfg, device):
 def _prepare(args):
     """(kind, limit, cfg, dataset, predictor), every input checked; raises ValueError/OSError naming the flag or
     DatasetError naming the file."""
-    from ..inference.cli import _checkdevice, _checkoutdir
+    from ..inference.cli import checkdevice, checkoutputfolder
     kind, limit = _checkflags(args)
     _checkpaths(args, kind)
-    _checkoutdir(args.outdir)
-    device = _checkdevice(args.device)
+    checkoutputfolder(args.outdir)
+    device = checkdevice(args.device)
     cfg = _loadcfg(args)
     dataset = _builddataset(args, kind, cfg['image_size'])
     return kind, limit, cfg, dataset, _buildpredictor(args, kind, cfg, device)

@@ -130,7 +130,7 @@ def _loadcfg(args):
     return cfg
 
 
-def _checkdevice(device):
+def checkdevice(device):
     """``--device`` checked by the predictors' own rule before any work, the message naming the flag."""
     if device is None:
         return None
@@ -142,15 +142,20 @@ def _checkdevice(device):
     return device
 
 
-def _checkoutdir(outdir):
-    """Refuse an --outdir that is a file, or that could not be written in, before any work is done."""
-    if os.path.exists(outdir) and not os.path.isdir(outdir):
-        raise NotADirectoryError(f'--outdir must be a folder (created if missing), got the file {outdir!r}')
-    existing = os.path.abspath(outdir)
+def checkoutputfolder(path, flag='--outdir'):
+    """Refuse an output folder (``flag``) that is a file, or that could not be written in, before any work is done.
+
+    Raises:
+        NotADirectoryError: ``path`` is a file; PermissionError: the folder (or the nearest existing parent, where
+            it will be created) is not writable.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(f'{flag} must be a folder (created if missing), got the file {path!r}')
+    existing = os.path.abspath(path)
     while not os.path.exists(existing):  # the nearest folder that exists is where it will be created
         existing = os.path.dirname(existing)
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f'--outdir {outdir!r}: no permission to write in {existing!r}')
+        raise PermissionError(f'{flag} {path!r}: no permission to write in {existing!r}')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -174,9 +179,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # through tqdm, so that a message does not land in the middle of a progress bar's line
         tqdm.write(f'{prefix}: {message}', file=sys.stderr)
     try:
-        device = _checkdevice(args.device)
+        device = checkdevice(args.device)
         cfg = _loadcfg(args)
-        _checkoutdir(args.outdir)
+        checkoutputfolder(args.outdir)
         with Ranks(device) as ranks:
             if ranks.world > 1 and ranks.device.type == 'cpu' and 'OMP_NUM_THREADS' not in os.environ:
                 torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks.world))

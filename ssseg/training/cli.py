@@ -109,15 +109,10 @@ def _setdata(args, train):
 
 def _checkworkdir(work_dir, resume):
     """Refuse a work dir that is a file, unwritable, or whose checkpoints do not fit --resume."""
+    from ssseg.inference.cli import checkoutputfolder
     if not work_dir:
         raise ValueError('--work-dir is required: the folder for checkpoints, losses.jsonl and model_final.pt')
-    if os.path.exists(work_dir) and not os.path.isdir(work_dir):
-        raise NotADirectoryError(f'--work-dir must be a folder (created if missing), got the file {work_dir!r}')
-    existing = os.path.abspath(work_dir)
-    while not os.path.exists(existing):  # the nearest folder that exists is where it will be created
-        existing = os.path.dirname(existing)
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f'--work-dir {work_dir!r}: no permission to write in {existing!r}')
+    checkoutputfolder(work_dir, '--work-dir')
     last = os.path.join(work_dir, 'last_checkpoint')
     if resume:
         saved = open(last, encoding='utf-8').read().strip() if os.path.isfile(last) else None

@@ -13,16 +13,9 @@ from ssseg.evaluation.cli import _loadcfg
 from ssseg.inference.cli import main
 from ssseg.training.config import loadfinetunecfg
 
+from helpers import clifails
+
 pytestmark = pytest.mark.usefixtures('onethread')
-
-
-def _fails(capsys, argv, *words):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith('ssseg eval: error: '), err
-    for word in words:
-        assert word in err, err
-    return err
 
 
 @pytest.fixture
@@ -98,20 +91,20 @@ def test_bad_flags(capsys, model, evalcoco, tmp_path, drop, add, words):
     for flag in drop:
         flags.pop(flag)
     flags.update(dict(zip(add[::2], add[1::2])))
-    _fails(capsys, ['eval', *[item for pair in flags.items() for item in pair]], *words)
+    clifails(capsys, ['eval', *[item for pair in flags.items() for item in pair]], *words)
     assert not os.path.exists(tmp_path / 'out')
 
 
 def test_bad_paths_of_videos_and_outdir(capsys, model, evaldavis, tmp_path):
-    _fails(capsys, ['eval', *model, '--videos', str(tmp_path / 'nothing'), '--outdir', str(tmp_path)],
-           '--videos: no such folder')
-    _fails(capsys, ['eval', *model, '--videos', evaldavis, '--outdir', str(tmp_path), '--max-images', '2'],
-           '--max-images does not apply to videos')
+    clifails(capsys, ['eval', *model, '--videos', str(tmp_path / 'nothing'), '--outdir', str(tmp_path)],
+             '--videos: no such folder')
+    clifails(capsys, ['eval', *model, '--videos', evaldavis, '--outdir', str(tmp_path), '--max-images', '2'],
+             '--max-images does not apply to videos')
     (tmp_path / 'file').write_text('x')
-    _fails(capsys, ['eval', *model, '--videos', evaldavis, '--outdir', str(tmp_path / 'file')], '--outdir', 'file')
+    clifails(capsys, ['eval', *model, '--videos', evaldavis, '--outdir', str(tmp_path / 'file')], '--outdir', 'file')
     (tmp_path / 'bad.pt').write_bytes(b'not a checkpoint')
-    _fails(capsys, ['eval', model[0], model[1], '--ckpt', str(tmp_path / 'bad.pt'), '--device', 'cpu', '--videos',
-                    evaldavis, '--outdir', str(tmp_path / 'out')], '--ckpt', 'bad.pt')
+    clifails(capsys, ['eval', model[0], model[1], '--ckpt', str(tmp_path / 'bad.pt'), '--device', 'cpu', '--videos',
+                      evaldavis, '--outdir', str(tmp_path / 'out')], '--ckpt', 'bad.pt')
     assert not os.path.exists(tmp_path / 'out')
 
 
@@ -121,12 +114,12 @@ def test_bad_image_data_names_the_file(capsys, model, evalcoco, tmp_path):
     coco['annotations'][1]['segmentation'] = {'size': [10, 10], 'counts': [100]}  # another size than its image
     ann = tmp_path / 'bad.json'
     ann.write_text(json.dumps(coco))
-    _fails(capsys, ['eval', *model, '--ann', str(ann), '--images', evalcoco[1], '--outdir', str(tmp_path / 'out')],
-           str(ann), f'annotation {coco["annotations"][1]["id"]}')
+    clifails(capsys, ['eval', *model, '--ann', str(ann), '--images', evalcoco[1], '--outdir', str(tmp_path / 'out')],
+             str(ann), f'annotation {coco["annotations"][1]["id"]}')
     images = shutil.copytree(evalcoco[1], tmp_path / 'images')
     os.remove(images / coco['images'][0]['file_name'])
-    _fails(capsys, ['eval', *model, '--ann', evalcoco[0], '--images', str(images), '--outdir', str(tmp_path / 'out')],
-           coco['images'][0]['file_name'], 'missing')
+    clifails(capsys, ['eval', *model, '--ann', evalcoco[0], '--images', str(images), '--outdir', str(tmp_path / 'out')],
+             coco['images'][0]['file_name'], 'missing')
     assert not os.path.exists(tmp_path / 'out')
 
 
@@ -134,5 +127,5 @@ def test_bad_video_data_names_the_file(capsys, model, evaldavis, tmp_path):
     folder = shutil.copytree(evaldavis, tmp_path / 'davis')
     png = folder / 'Annotations' / 'video01' / '00003.png'
     Image.fromarray(np.zeros((10, 10), np.uint8), mode='L').save(png)  # another size than its frame
-    _fails(capsys, ['eval', *model, '--videos', str(folder), '--outdir', str(tmp_path / 'out')], str(png))
+    clifails(capsys, ['eval', *model, '--videos', str(folder), '--outdir', str(tmp_path / 'out')], str(png))
     assert not os.path.exists(tmp_path / 'out')

@@ -6,10 +6,17 @@ run the same batch with the same prompts: ours draws them, and Meta's side repla
 its point sampler are replaced by the recorded draws). Every prediction step of every frame, the losses and, after
 backward, every parameter's gradient are compared (within 1e-4 of the scale). Memory attention's dropout is on
 and seeded alike on both sides, so the random masks it draws are the same ones.
+The clips run attention on torch's math kernel on both sides. On the fused CPU kernel, an Intel Xeon gave gradients of
+Meta's and ours that differ by up to 7e-3 of the scale in memory attention's first layer (forward outputs and losses
+equal to 1e-4; an AMD EPYC agreed to 1e-4 there too); on the math kernel they agree to 1e-4 on both machines. The
+images keep the default kernels, which the predictors use.
 The sampler's own draws are compared with Meta's samplers on the same noise.
 """
+import contextlib
+
 import pytest
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ssseg.modules import BuildLoss, BuildPromptSampler, BuildSegmentor
 from ssseg.modules.models.segmentors.samv2.model import PromptPlan
@@ -93,10 +100,14 @@ def test_forward_loss_and_gradients_equal_meta(pair, case):
     recorder.startstep(5)
     ours.zero_grad()
     theirs.zero_grad()
-    torch.manual_seed(11)  # dropout in memory attention draws the same masks on both sides
-    our_out = ours.forwardtrain(*batch, recorder, plan=spec['plan'])
-    torch.manual_seed(11)
-    their_out = metatrainforward(theirs, *batch, spec['plan'], recorder)
+    def kernel():
+        return sdpa_kernel([SDPBackend.MATH]) if spec['num_frames'] > 1 else contextlib.nullcontext()
+
+    with kernel():
+        torch.manual_seed(11)  # dropout in memory attention draws the same masks on both sides
+        our_out = ours.forwardtrain(*batch, recorder, plan=spec['plan'])
+        torch.manual_seed(11)
+        their_out = metatrainforward(theirs, *batch, spec['plan'], recorder)
     masks = batch[1]
     assert len(our_out) == len(their_out) == spec['num_frames']
     for t, (mine, meta) in enumerate(zip(our_out, their_out)):
@@ -113,8 +124,9 @@ def test_forward_loss_and_gradients_equal_meta(pair, case):
     for name in ('loss_mask', 'loss_dice', 'loss_iou', 'loss_class'):
         assertclose(our_losses[name].detach(), meta_losses[name].detach())
     assertclose(our_losses['loss'].detach(), meta_losses['core_loss'].detach())
-    our_losses['loss'].backward()
-    meta_losses['core_loss'].backward()
+    with kernel():
+        our_losses['loss'].backward()
+        meta_losses['core_loss'].backward()
     _comparegradients(ours, theirs)
 
 
@@ -139,7 +151,7 @@ def _comparegradients(ours, theirs):
         if error > 1e-4 * scale:
             errors.append(f'{name}: gradient error {error:.3g} of scale {scale:.3g}')
         compared += scale > 0
-    assert errors == []
+    assert errors == [], '\n'.join(errors)
     assert compared > 100  # the test compares real gradients, not zeros
 
 

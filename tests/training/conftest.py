@@ -39,3 +39,10 @@ def tinyckpt(tmp_path_factory):
 def tinydavisconfig(tmp_path_factory, tinyckpt):
     """A fine-tune config file: the shipped tiny DAVIS recipe on the tiny model, starting from ``tinyckpt``."""
     return writetinytrainconfig(tmp_path_factory.mktemp('cfg'), 'samv21_hiera_tiny_davis', tinyckpt, **TINY_TRAIN)
+
+
+@pytest.fixture(scope='session')
+def tinycococonfig(tmp_path_factory, tinyckpt):
+    """A fine-tune config file: the shipped tiny COCO recipe on the tiny model, starting from ``tinyckpt``."""
+    return writetinytrainconfig(tmp_path_factory.mktemp('cococfg'), 'samv21_hiera_tiny_coco', tinyckpt,
+                                num_workers=0, log_interval=1, checkpoint=dict(interval=2))

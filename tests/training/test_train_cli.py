@@ -8,19 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssseg.inference.cli import main
 from ssseg.training.config import availablefinetuneconfigs
 
+from helpers import clifails
+
 pytestmark = pytest.mark.usefixtures('onethread')
-
-
-def _fails(capsys, argv, *words):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith('ssseg train: error: '), err
-    for word in words:
-        assert word in err, err
-    return err
 
 
 @pytest.fixture
@@ -67,18 +59,18 @@ def test_bad_flags(capsys, base, change, words):
             argv += [flag, *value]
         elif value is not None:
             argv.append(f'{flag}={value}')  # one token: argparse would read '-1e-4' as a flag
-    _fails(capsys, argv, *words)
+    clifails(capsys, argv, *words)
 
 
 def test_work_dir_is_a_file_or_holds_another_run(capsys, base, tmp_path):
     work = tmp_path / 'work'
     work.write_text('x')
-    _fails(capsys, base, '--work-dir must be a folder')
+    clifails(capsys, base, '--work-dir must be a folder')
     work.unlink()
     work.mkdir()
     (work / 'iter_2.pth').write_bytes(b'')
     (work / 'last_checkpoint').write_text(str(work / 'iter_2.pth'))
-    _fails(capsys, base, 'earlier run', '--resume')
+    clifails(capsys, base, 'earlier run', '--resume')
 
 
 def _brokendavis(davisdir, tmp_path):
@@ -93,7 +85,7 @@ def test_bad_video_data_names_the_file(capsys, base, davisdir, tmp_path):
     mask = sorted(annotations.iterdir())[1]
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(mask)  # not the size of its frame
     argv = base[:base.index('--train-videos')] + ['--train-videos', str(copy)] + base[base.index('--device'):]
-    _fails(capsys, argv, mask.name)
+    clifails(capsys, argv, mask.name)
     assert not os.path.exists(tmp_path / 'work' / 'last_checkpoint')
 
 
@@ -106,4 +98,4 @@ def test_bad_image_data_names_the_file(capsys, cocodata, tmp_path, tinydavisconf
     broken.write_text(json.dumps(coco))
     argv = ['train', '--cfg', 'samv21_hiera_tiny_coco', '--work-dir', str(tmp_path / 'work'), '--train-ann',
             str(broken), '--train-images', str(img_dir), '--device', 'cpu']
-    _fails(capsys, argv, 'missing.jpg')
+    clifails(capsys, argv, 'missing.jpg')

@@ -10,6 +10,8 @@
 """
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -22,7 +24,7 @@ from ssseg.testing import syntheticimage
 from ssseg.training.config import loadfinetunecfg
 from ssseg.training.runner import buildrunner
 
-from trainhelpers import buildmetatiny, metatinycfg, runssseg
+from trainhelpers import REPO, buildmetatiny, metatinycfg, runssseg
 
 pytestmark = pytest.mark.usefixtures('onethread')
 LOSS_KEYS = {'iter', 'lr', 'vision_lr', 'loss', 'loss_mask', 'loss_dice', 'loss_iou', 'loss_class'}
@@ -96,6 +98,20 @@ def test_resume_continues_the_loss_file(trained, tmp_path, tinydavisconfig, davi
     assert result.returncode == 0, result.stderr[-3000:]
     assert [line['iter'] for line in _lines(trained)] == [1, 2, 3, 4, 5]
     assert os.path.isfile(trained / 'iter_5.pth')
+
+
+def test_images_through_train_sh(tmp_path, tinycococonfig, cocodata):
+    ann_file, img_dir = cocodata
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable)
+    result = subprocess.run(['bash', os.path.join(REPO, 'scripts', 'train.sh'), '--cfg', tinycococonfig, '--work-dir',
+                             str(tmp_path / 'work'), '--train-ann', str(ann_file), '--train-images', str(img_dir),
+                             '--max-iters', '2', '--batch-size', '2', '--device', 'cpu', '--lr', '1e-4'],
+                            capture_output=True, text=True, cwd=REPO, env=env, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = _lines(tmp_path / 'work')
+    assert [line['iter'] for line in lines] == [1, 2] and lines[0]['lr'] == pytest.approx(1e-4)
+    assert lines[0]['vision_lr'] == pytest.approx(0.6e-4)  # the vision rate keeps its 3/5 of the base rate
+    BuildSegmentor(metatinycfg()).loadckpt(str(tmp_path / 'work' / 'model_final.pt'))
 
 
 class StopAfter(Hook):
