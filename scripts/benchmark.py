@@ -18,6 +18,7 @@ import torch
 from benchmark_common import ROOT, loadimage, machine
 from benchmark_image import amgchild, amgrows, flopschild, flopsrows, imagechild, imagerows
 from benchmark_stream import streamchild, streammemorychild, streammemoryrows, streamrows
+from benchmark_training import trainingchild, trainingrows
 from benchmark_video import videochild, videomemorychild, videomemoryrows, videorows
 
 
@@ -33,7 +34,8 @@ def parseargs():
     parser.add_argument('--tasks', default='image,amg',
                         help='comma-separated: image (predictor), flops (encoder GFLOP/s vs matmul peak), '
                              'amg (mask generator), video (s/frame), videomemory (long video RSS), stream '
-                             '(trackframe s/frame vs the official protocol), streammemory (long stream, ours only)')
+                             '(trackframe s/frame vs the official protocol), streammemory (long stream, ours only), '
+                             "training (fine-tuning it/s and peak RSS vs Meta's training package)")
     parser.add_argument('--amg-image', default=os.path.join(ROOT, '..', 'shared', 'data', 'images', 'cars.jpg'),
                         help='image for the mask generator (default: the docs cars image)')
     parser.add_argument('--amg-grids', default='16,32,16all',
@@ -66,6 +68,13 @@ def parseargs():
     parser.add_argument('--stream-window', type=int, default=1000, help='streammemory samples every this many frames')
     parser.add_argument('--stream-child', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--stream-memory-child', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--train-repeats', type=int, default=3, help='timed training iterations (after 1 warm-up)')
+    parser.add_argument('--train-image-size', type=int, default=512, help='model input size for training (both sides)')
+    parser.add_argument('--train-frames', type=int, default=4, help='frames of the training clip')
+    parser.add_argument('--training-child', default=None, help=argparse.SUPPRESS)
+    parser.add_argument('--training-scenario', default=None, help=argparse.SUPPRESS)
+    parser.add_argument('--training-frozen', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--training-prompts', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--precision', default='float32', choices=('float32', 'bfloat16'),
                         help="ours' precision for image, amg and video (official stays float32); with bfloat16 "
                              'the last column gives the mask IoU against the official float32 output')
@@ -91,6 +100,8 @@ def main():
         return streamchild(args)
     if args.stream_memory_child:
         return streammemorychild(args)
+    if args.training_child:
+        return trainingchild(args)
     from ssseg.testing import writerandomcheckpoint
 
     tasks = set(args.tasks.split(','))
@@ -111,14 +122,19 @@ def main():
         rows += streamrows(args, ckpt)
     if 'streammemory' in tasks:
         rows += streammemoryrows(args)
+    if 'training' in tasks:
+        rows += trainingrows(args, ckpt)
     images = [f'{name} ({image.shape[1]}x{image.shape[0]}) for {task}'
               for task, path in (('image', args.image), ('amg', args.amg_image))
               if task in tasks for image, name in [loadimage(path)]]
     if tasks & {'video', 'stream'}:
         images.append(f'{os.path.basename(args.video)} (first {args.video_frames} frames) for video and stream')
+    if 'training' in tasks:
+        images.append(f'random {args.train_image_size}x{args.train_image_size} batches for training (float32)')
     print(f'# {args.cfg}, ours {args.precision} / official float32, CPU; {"; ".join(images)}; '
           f'{machine()}; {datetime.date.today().isoformat()}')
-    header = ('measurement', 'ours (s)', 'official (s)', 'ours/official', 'same outputs?')
+    unit = '' if 'training' in tasks else ' (s)'  # training rows name their units (it/s, MiB)
+    header = ('measurement', f'ours{unit}', f'official{unit}', 'ours/official', 'same outputs?')
     if args.markdown:
         print('| ' + ' | '.join(header) + ' |')
         print('|' + '---|' * len(header))
