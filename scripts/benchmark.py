@@ -133,9 +133,13 @@ def main():
         images.append(f'random {args.train_image_size}x{args.train_image_size} batches for training (float32)')
     print(f'# {args.cfg}, ours {args.precision} / official float32, CPU; {"; ".join(images)}; '
           f'{machine()}; {datetime.date.today().isoformat()}')
-    unit = '' if 'training' in tasks else ' (s)'  # training rows name their units (it/s, MiB)
+    printtable(rows, '' if 'training' in tasks else ' (s)', args.markdown)  # training rows name their units
+
+
+def printtable(rows, unit, markdown):
+    """Print (measurement, ours, official, ratio, same outputs?) rows as markdown or aligned text."""
     header = ('measurement', f'ours{unit}', f'official{unit}', 'ours/official', 'same outputs?')
-    if args.markdown:
+    if markdown:
         print('| ' + ' | '.join(header) + ' |')
         print('|' + '---|' * len(header))
         for name, mine, official, ratio, same in rows:
